@@ -1,0 +1,131 @@
+"""Argument checks shared by every module.
+
+Messages follow one pattern: the argument's name, what was expected, what arrived.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError, NonFiniteError, ShapeError
+
+__all__ = [
+    "as_array",
+    "check_positive",
+    "check_nonnegative",
+    "check_in",
+    "check_int",
+    "check_finite_scalar",
+]
+
+
+def _shape_str(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_array(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | None = None,
+    shape: Sequence[int | None] | None = None,
+    finite: bool = True,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """Convert ``value`` to a float array and check its shape and finiteness.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : array_like
+        The value to convert.
+    ndim : int, optional
+        Required number of dimensions.
+    shape : sequence of int or None, optional
+        Required shape; ``None`` entries match any length.
+    finite : bool, default True
+        Reject NaN and infinity.
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    numpy.ndarray
+        ``value`` as a C-contiguous array of ``dtype``.
+
+    Raises
+    ------
+    ShapeError
+        If the number of dimensions or the shape differs from the requirement.
+    NonFiniteError
+        If ``finite`` and an entry is NaN or infinite.
+    InvalidInputError
+        If ``value`` cannot be converted to a numeric array.
+    """
+    try:
+        arr = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name}: expected a numeric array, got {type(value).__name__} ({exc})") from None
+    if shape is not None:
+        ndim = len(shape)
+    if ndim is not None and arr.ndim != ndim:
+        expected = _shape_str(shape) if shape is not None else f"{ndim} dimension(s)"
+        raise ShapeError(f"{name}: expected an array of shape {expected}, got shape {arr.shape}")
+    if shape is not None:
+        for want, got in zip(shape, arr.shape):
+            if want is not None and want != got:
+                raise ShapeError(f"{name}: expected shape {_shape_str(shape)}, got {arr.shape}")
+    if finite and arr.size and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise NonFiniteError(f"{name}: expected finite values, got {bad} NaN/inf entr{'y' if bad == 1 else 'ies'}")
+    return arr
+
+
+def check_finite_scalar(name: str, value: Any) -> float:
+    """Return ``value`` as a finite float or raise :class:`InvalidInputError`."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name}: expected a real number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise NonFiniteError(f"{name}: expected a finite number, got {out}")
+    return out
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float, requiring ``0 < value < inf``."""
+    out = check_finite_scalar(name, value)
+    if not out > 0:
+        raise InvalidInputError(f"{name}: expected a positive number, got {value!r}")
+    return out
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """Return ``value`` as a float, requiring ``0 <= value < inf``."""
+    out = check_finite_scalar(name, value)
+    if not out >= 0:
+        raise InvalidInputError(f"{name}: expected a non-negative number, got {value!r}")
+    return out
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int within ``[minimum, maximum]``; bools are rejected."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"{name}: expected an integer, got {value!r} ({type(value).__name__})")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise InvalidInputError(f"{name}: expected an integer >= {minimum}, got {out}")
+    if maximum is not None and out > maximum:
+        raise InvalidInputError(f"{name}: expected an integer <= {maximum}, got {out}")
+    return out
+
+
+def check_in(name: str, value: Any, options: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``options``; the error lists the valid names."""
+    if value not in options:
+        raise InvalidInputError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return str(value)

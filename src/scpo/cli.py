@@ -1,0 +1,165 @@
+"""The ``scpo`` command line: a thin typed layer over the library.
+
+Exit codes: 0 success / every certificate holds, 1 a certificate failed, 2 bad input,
+130 interrupted (the run directory keeps everything written so far; resume it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .errors import CertificateError, InvalidInputError, ScpoError, SolverError, UnsupportedError
+
+app = typer.Typer(
+    name="scpo",
+    help="Certified safe policy learning: SCPO training, certificates, reports and audits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _progress(info: dict[str, Any]) -> None:
+    _err(
+        f"it {info['iteration']:>5}/{info['total']}  f {info['objective']:.5g}  max g {info['max_constraint']:+.3e}  "
+        f"accepted {info['accepted']}  rejected {info['rejected']}  violations {info['violations']}  "
+        f"L_max {info['L_max']:.3g}  {info['seconds_per_iteration'] * 1e3:.0f} ms/it"
+    )
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    if isinstance(exc, CertificateError):
+        _err(f"certificate failed: {exc}")
+        return typer.Exit(EXIT_FAILED)
+    if isinstance(exc, (InvalidInputError, UnsupportedError)):
+        _err(f"error: {exc}")
+        return typer.Exit(EXIT_BAD_INPUT)
+    if isinstance(exc, SolverError):
+        _err(f"solver failure: {exc}")
+        return typer.Exit(EXIT_FAILED)
+    raise exc
+
+
+def _print_summary(result: Any, *, title: str) -> None:
+    q0, q1 = result.quality_initial, result.quality_final
+    lines = [
+        f"{title}",
+        f"  run directory        {result.run.path}",
+        f"  status               {result.status}",
+        f"  iterations           {result.iterations} ({result.accepted} accepted, {result.rejected} rejected)",
+        f"  objective            {result.objective_initial:.5f} -> {result.objective_final:.5f}",
+    ]
+    if "improvement_fraction" in q1:
+        lines.append(
+            f"  achievable improvement closed   {q1['improvement_fraction'] * 100:.1f}% "
+            f"(f* = {q1['f_star']:.4f}, f(θ0) = {q1['f0']:.4f})"
+        )
+    lines.append(f"  accepted iterates violating a constraint   {result.violations}")
+    lines.append(f"  wall time            {result.wall_time_s:.1f} s")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="Built-in task: regression.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="New run directory to write.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory instead.")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Total iterations of the run.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the task (initialisation, sampling).")] = None,
+    bank_size: Annotated[Optional[int], typer.Option("--bank-size", help="Bank size m.")] = None,
+    solver: Annotated[Optional[str], typer.Option(help="auto | clarabel | mosek | scs.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the raw step.")] = None,
+    direction: Annotated[Optional[str], typer.Option(help="Raw step rule: adam | sgd.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Save θ every K accepted iterations (0: first and last only).")] = None,
+    no_projection: Annotated[bool, typer.Option("--no-projection", help="Unconstrained baseline: same optimiser, every raw step taken.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file with sections task_config, projector, train.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Train a residual policy with the SCPO projector and write the certificate chain."""
+    from .config import load_json_config
+    from .training import resolve_config
+    from .training import resume as resume_run
+    from .training import train as train_run
+
+    progress = None if quiet else _progress
+    try:
+        if resume is not None:
+            if out is not None:
+                raise InvalidInputError("--out and --resume: expected one of them, got both")
+            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config]
+            if any(v is not None for v in others) or no_projection:
+                raise InvalidInputError("--resume: only --iterations may change when resuming; the run keeps its config.json")
+            result = resume_run(resume, iterations=iterations, progress=progress)
+        else:
+            if out is None:
+                raise InvalidInputError("--out: expected a new run directory (or --resume RUN), got neither")
+            file_data = load_json_config(config) if config is not None else None
+            proj: dict[str, Any] = {}
+            for key, val in (("bank_size", bank_size), ("solver", solver), ("lr", lr), ("direction", direction)):
+                if val is not None:
+                    proj[key] = val
+            if no_projection:
+                proj["projection"] = False
+            tr: dict[str, Any] = {}
+            for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every)):
+                if val is not None:
+                    tr[key] = val
+            cfg = resolve_config(task, file_data=file_data, projector_overrides=proj, train_overrides=tr)
+            result = train_run(cfg, out, progress=progress)
+    except KeyboardInterrupt:
+        target = resume or out
+        _err(f"\ninterrupted; everything written so far is kept. Continue with: scpo train {task} --resume {target}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ScpoError as exc:
+        raise _fail(exc) from None
+    _print_summary(result, title=f"scpo train {task}: {result.status}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: scpo-runs/demo-<time>).")] = None,
+    iterations: Annotated[int, typer.Option(help="Iterations.")] = 400,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Run the embedded default: SCPO on the regression task with harmful supervision."""
+    from .training import resolve_config
+    from .training import train as train_run
+
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("scpo-runs") / f"demo-{stamp}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"scpo demo: regression with harmful supervision, {iterations} iterations -> {out}")
+    try:
+        cfg = resolve_config("regression", train_overrides={"iterations": iterations, "seed": seed, "log_every": 50})
+        result = train_run(cfg, out, progress=_progress)
+    except KeyboardInterrupt:
+        _err(f"\ninterrupted; continue with: scpo train regression --resume {out}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ScpoError as exc:
+        raise _fail(exc) from None
+    _print_summary(result, title="scpo demo: done")
+    if result.violations:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def main() -> None:
+    """Console entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app(prog_name="scpo")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Policies: the residual MLP, backup controllers and the residual policy (DESIGN §4).
+
+Public names::
+
+    MLP                  residual network with an exactly zero final layer at initialisation
+    ResidualPolicy       π_θ(x) = π_safe(x) + φ_θ(x), optional switching inside X_s
+    ZeroBackup           π_safe ≡ 0
+    LinearBackup         π_safe(x) = K x
+    flatten_parameters   module parameters -> flat float64 vector θ
+    load_flat_parameters flat θ -> module parameters
+"""
+
+from .mlp import ACTIVATIONS, MLP
+from .residual import LinearBackup, ResidualPolicy, ZeroBackup, flatten_parameters, load_flat_parameters
+
+__all__ = [
+    "ACTIVATIONS",
+    "LinearBackup",
+    "MLP",
+    "ResidualPolicy",
+    "ZeroBackup",
+    "flatten_parameters",
+    "load_flat_parameters",
+]

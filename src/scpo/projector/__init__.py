@@ -1,0 +1,35 @@
+"""The SCPO projector: safe parameter steps from evaluated (not differentiated) constraints.
+
+Public names::
+
+    Projector          the training loop (bank, SOCP, line search, adaptive L)
+    ProjectorConfig    its frozen configuration
+    StepRecord         what one iteration did
+    ProjectionSOCP     the SOCP with its per-shape cache and solver fallback chain
+    ProjectionResult   one SOCP answer
+    Bank               the rolling bank of evaluated perturbations
+    inner_bound        the right-hand side of (★)
+    batched            wrap g(θ) -> (N,) into the batched form (B, d) -> (B, N)
+"""
+
+from .bank import Bank
+from .config import ProjectorConfig
+from .inner import inner_bound, max_feasible_scale
+from .projector import ConstraintFn, Projector, StepRecord, batched
+from .socp import ProjectionResult, ProjectionSOCP
+from .solvers import mosek_status, solver_chain
+
+__all__ = [
+    "Bank",
+    "ConstraintFn",
+    "ProjectionResult",
+    "ProjectionSOCP",
+    "Projector",
+    "ProjectorConfig",
+    "StepRecord",
+    "batched",
+    "inner_bound",
+    "max_feasible_scale",
+    "mosek_status",
+    "solver_chain",
+]

@@ -1,0 +1,139 @@
+"""The rolling bank of evaluated perturbations (DESIGN §3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_array
+from ..errors import InvalidInputError
+
+__all__ = ["Bank"]
+
+# An offset shorter than this fraction of the longest one carries no direction information
+# (it appears when a step lands exactly on a probe, whose offset then recentres to zero).
+_DEGENERATE_RTOL = 1e-9
+# A new entry whose direction is this close to an older one replaces it: two almost parallel
+# columns add no information but make the SOCP ill-conditioned.
+_PARALLEL_COS = 1.0 - 1e-8
+
+
+class Bank:
+    """Offsets ``δ_k`` relative to the current ``θ`` and their evaluated ``G_k = g(θ + δ_k)``.
+
+    Holds at most ``capacity`` entries; the oldest leaves first. All offsets are kept relative
+    to the current iterate, so an accepted step ``Δ`` recentres them (``δ_k ← δ_k − Δ``).
+
+    Parameters
+    ----------
+    capacity : int
+        Maximal number of entries ``m``.
+    dim : int
+        Parameter dimension ``d``.
+    n_constraints : int
+        Number of constraint rows ``N``.
+    """
+
+    def __init__(self, capacity: int, dim: int, n_constraints: int) -> None:
+        if capacity < 1:
+            raise InvalidInputError(f"capacity: expected a bank size >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.dim = int(dim)
+        self.n_constraints = int(n_constraints)
+        self._offsets = np.zeros((0, self.dim))
+        self._values = np.zeros((0, self.n_constraints))
+
+    def __len__(self) -> int:
+        return self._offsets.shape[0]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """ndarray, shape (size, d): the offsets ``δ_k`` (read-only view)."""
+        v = self._offsets.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def values(self) -> np.ndarray:
+        """ndarray, shape (size, N): the evaluated ``g(θ + δ_k)`` (read-only view)."""
+        v = self._values.view()
+        v.flags.writeable = False
+        return v
+
+    def add(self, offset: np.ndarray, values: np.ndarray) -> None:
+        """Append one entry, evicting the oldest when full.
+
+        Parameters
+        ----------
+        offset : ndarray, shape (d,)
+            Non-zero, finite offset from the current ``θ``.
+        values : ndarray, shape (N,)
+            Finite ``g(θ + offset)``.
+        """
+        offset = as_array("offset", offset, shape=(self.dim,))
+        values = as_array("values", values, shape=(self.n_constraints,))
+        if not np.any(offset):
+            raise InvalidInputError("offset: expected a non-zero offset, got the zero vector")
+        if len(self):
+            unit = offset / np.linalg.norm(offset)
+            cos = (self._offsets @ unit) / np.linalg.norm(self._offsets, axis=1)
+            keep = np.abs(cos) < _PARALLEL_COS
+            self._offsets, self._values = self._offsets[keep], self._values[keep]
+        self._offsets = np.vstack([self._offsets, offset[None]])[-self.capacity :]
+        self._values = np.vstack([self._values, values[None]])[-self.capacity :]
+
+    def recentre(self, step: np.ndarray) -> None:
+        """Express every offset relative to ``θ + step`` and drop entries that became zero."""
+        self._offsets = self._offsets - step[None, :]
+        norms = np.linalg.norm(self._offsets, axis=1)
+        if norms.size:
+            keep = norms > _DEGENERATE_RTOL * max(float(norms.max()), 1e-300)
+            self._offsets = self._offsets[keep]
+            self._values = self._values[keep]
+
+    def replace(self, index: int, offset: np.ndarray, values: np.ndarray) -> None:
+        """Overwrite entry ``index`` (used when re-probing a direction at the current ``θ``)."""
+        self._offsets[index] = as_array("offset", offset, shape=(self.dim,))
+        self._values[index] = as_array("values", values, shape=(self.n_constraints,))
+
+    def geometry(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Quantities the SOCP needs in the normalised coordinates of :mod:`scpo.projector.inner`.
+
+        Parameters
+        ----------
+        raw : ndarray, shape (d,)
+            The raw step ``Δ_raw``.
+
+        Returns
+        -------
+        norms : ndarray, shape (m,)
+            ``n_k = ‖δ_k‖``.
+        gram : ndarray, shape (m, m)
+            ``⟨δ_j/n_j, δ_k/n_k⟩``.
+        q : ndarray, shape (m,)
+            ``⟨δ_k/n_k, Δ_raw⟩``.
+        """
+        norms = np.linalg.norm(self._offsets, axis=1)
+        unit = self._offsets / norms[:, None]
+        return norms, unit @ unit.T, unit @ raw
+
+    def difference_quotients(self, g: np.ndarray) -> np.ndarray:
+        """``H_ik = (G_ki − g_i) / n_k``, shape (N, m)."""
+        norms = np.linalg.norm(self._offsets, axis=1)
+        return ((self._values - g[None, :]) / norms[:, None]).T
+
+    def step(self, coef: np.ndarray) -> np.ndarray:
+        """The parameter step ``Δ = Σ_k c_k δ_k / n_k`` for normalised coefficients, shape (d,)."""
+        norms = np.linalg.norm(self._offsets, axis=1)
+        return (coef / norms) @ self._offsets
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays that reproduce this bank (for resuming a run)."""
+        return {"bank_offsets": self._offsets.copy(), "bank_values": self._values.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from :meth:`state`; shapes are checked."""
+        offsets = as_array("bank_offsets", state["bank_offsets"], shape=(None, self.dim))
+        values = as_array("bank_values", state["bank_values"], shape=(offsets.shape[0], self.n_constraints))
+        if offsets.shape[0] > self.capacity:
+            raise InvalidInputError(f"bank_offsets: expected at most {self.capacity} entries, got {offsets.shape[0]}")
+        self._offsets, self._values = offsets.copy(), values.copy()

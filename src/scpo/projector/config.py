@@ -1,0 +1,117 @@
+"""Configuration of the SCPO projector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._validate import check_in, check_int, check_nonnegative, check_positive
+from ..errors import ConfigError, InvalidInputError
+
+__all__ = ["ProjectorConfig", "DIRECTIONS", "SOLVERS"]
+
+DIRECTIONS = ("adam", "sgd")
+SOLVERS = ("auto", "clarabel", "mosek", "scs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectorConfig:
+    """Settings of :class:`scpo.projector.Projector`.
+
+    Attributes
+    ----------
+    bank_size : int
+        Capacity ``m`` of the bank of offsets (columns of ``D``).
+    direction : {"adam", "sgd"}
+        Raw step rule: ``Δ_raw = −lr ∇f`` (``sgd``) or the bias-corrected Adam direction.
+    lr : float
+        Learning rate ``η``.
+    beta1, beta2, adam_eps : float
+        Adam's moment decay rates and denominator offset.
+    L_init : float
+        Initial smoothness constant of every constraint row.
+    L_growth : float
+        Factor (> 1) applied to ``L_i`` when the evaluated ``g_i`` exceeds the prediction (★).
+    L_decay : float
+        Factor in ``(0, 1]`` applied to every ``L_i`` after an accepted step (1 = never decrease).
+        Safety never rests on it: each accepted iterate is evaluated.
+    L_min : float
+        Floor for ``L_i`` when decaying.
+    L_fixed : bool
+        Keep ``L`` fixed at ``L_init`` (a prediction failure then only rejects the try).
+    max_tries : int
+        Re-solves allowed per iteration after prediction failures before the iteration is rejected.
+    max_backtracks : int
+        Halvings of ``α`` allowed when the objective does not decrease sufficiently.
+    armijo : float
+        Sufficient-decrease constant ``c₁``: accept when ``f(θ+αΔ) ≤ f(θ) + c₁ α min(∇fᵀΔ, 0)``.
+        A negative value disables the decrease test (steps are then accepted on safety alone).
+    probe_radius : float or None
+        ``None``: the bank stores the raw step itself (the paper's plain bank). A positive
+        value: the raw direction is probed at distance ``min(‖Δ_raw‖, probe_radius)``, which
+        shrinks the first-order slack ``(L/2)Σ|c_k|s_k`` of (★).
+    refresh : int
+        Number of the newest bank directions re-probed at the current ``θ`` after each accepted
+        step (0 = the paper's recentred bank; each refresh costs one evaluation of ``g``).
+    block_probes : int
+        Number of extra probe directions requested each iteration from the ``directions``
+        callable given to the projector (e.g. gradients of the objective on disjoint blocks of
+        the data), preconditioned like the raw step and probed at the current ``θ`` in one
+        batched evaluation (0 = the paper's plain bank of raw steps).
+    solver : {"auto", "clarabel", "mosek", "scs"}
+        First solver of the fallback chain; ``auto`` takes MOSEK when a licence is found.
+    working_set : int
+        Initial number of constraint rows in the SOCP; rows are added until every row holds.
+    projection : bool
+        ``False`` gives the unconstrained baseline: the same raw steps, always accepted.
+    """
+
+    bank_size: int = 16
+    direction: str = "adam"
+    lr: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    L_init: float = 1.0
+    L_growth: float = 2.0
+    L_decay: float = 1.0
+    L_min: float = 1e-6
+    L_fixed: bool = False
+    max_tries: int = 5
+    max_backtracks: int = 4
+    armijo: float = 1e-4
+    probe_radius: float | None = None
+    refresh: int = 0
+    block_probes: int = 0
+    solver: str = "auto"
+    working_set: int = 256
+    projection: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            check_int("bank_size", self.bank_size, minimum=1)
+            check_in("direction", self.direction, DIRECTIONS)
+            check_positive("lr", self.lr)
+            for name in ("beta1", "beta2"):
+                v = check_nonnegative(name, getattr(self, name))
+                if not v < 1:
+                    raise ConfigError(f"{name}: expected a number in [0, 1), got {v}")
+            check_positive("adam_eps", self.adam_eps)
+            check_positive("L_init", self.L_init)
+            if not check_positive("L_growth", self.L_growth) > 1:
+                raise ConfigError(f"L_growth: expected a number > 1, got {self.L_growth}")
+            decay = check_positive("L_decay", self.L_decay)
+            if decay > 1:
+                raise ConfigError(f"L_decay: expected a number in (0, 1], got {decay}")
+            check_positive("L_min", self.L_min)
+            check_int("max_tries", self.max_tries, minimum=1)
+            check_int("max_backtracks", self.max_backtracks, minimum=0)
+            if self.probe_radius is not None:
+                check_positive("probe_radius", self.probe_radius)
+            check_int("refresh", self.refresh, minimum=0, maximum=self.bank_size)
+            check_int("block_probes", self.block_probes, minimum=0, maximum=self.bank_size - 1)
+            check_in("solver", self.solver, SOLVERS)
+            check_int("working_set", self.working_set, minimum=8)
+            if not isinstance(self.L_fixed, bool) or not isinstance(self.projection, bool):
+                raise ConfigError("L_fixed, projection: expected true or false")
+        except InvalidInputError as exc:
+            raise ConfigError(f"ProjectorConfig.{exc}") from None

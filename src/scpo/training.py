@@ -1,0 +1,477 @@
+"""Training runs: the projector on a built-in task, written as a run directory (DESIGN §8).
+
+Write order per iteration (so that a crash or Ctrl-C loses nothing already acknowledged):
+
+1. the checkpoint of ``θ_{t+1}`` if this iteration is one the user asked for;
+2. the projector state (``θ``, bank, ``L``, Adam moments) for iteration ``t+1``, atomically,
+   keeping the previous one;
+3. the certificate record of iteration ``t+1``, appended and fsynced.
+
+On resume the last complete record is the truth: the state file whose iteration and ``θ`` hash
+match it is loaded; if none matches (a crash between 2 and 3 cannot cause this, a deleted file
+can), ``θ`` is taken from a checkpoint with that hash and the bank/Adam state restarts empty,
+which the run's ``run.json`` records.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from . import __version__
+from ._validate import check_int
+from .certify import zero_final_layer_claim
+from .config import from_mapping, to_mapping
+from .errors import ConfigError, InvalidInputError, RunDirectoryError
+from .evidence import Claim, Level
+from .projector import Projector, ProjectorConfig, StepRecord
+from .runs.files import (
+    SCHEMA_VERSION,
+    append_jsonl,
+    atomic_write_bytes_via,
+    flatten_tensors,
+    atomic_write_json,
+    read_checkpoint,
+    read_jsonl,
+    theta_sha256,
+    write_checkpoint,
+)
+from .runs.run import Run, RunPaths
+from .tasks import TASKS, Task, make_task
+
+__all__ = ["TrainConfig", "ResolvedConfig", "resolve_config", "train", "resume", "TrainResult"]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Settings of a training run (not of the projector or the task).
+
+    Attributes
+    ----------
+    iterations : int
+        Total number of iterations of the run (a resumed run continues up to this number).
+    seed : int
+        Seeds the task (hidden-layer initialisation, sampled states).
+    checkpoint_every : int
+        Save ``θ`` after every accepted iteration whose number is a multiple of this
+        (0: only ``θ₀`` and the last iterate, which are always saved).
+    state_every : int
+        Save the resumable projector state every this many iterations (1 = every iteration,
+        so that a resume continues exactly; larger values trade exactness for disk traffic).
+    log_every : int
+        Report progress every this many iterations.
+    """
+
+    iterations: int = 1000
+    seed: int = 0
+    checkpoint_every: int = 1
+    state_every: int = 1
+    log_every: int = 25
+
+    def __post_init__(self) -> None:
+        try:
+            check_int("iterations", self.iterations, minimum=0)
+            check_int("seed", self.seed, minimum=0)
+            check_int("checkpoint_every", self.checkpoint_every, minimum=0)
+            check_int("state_every", self.state_every, minimum=1)
+            check_int("log_every", self.log_every, minimum=1)
+        except InvalidInputError as exc:
+            raise ConfigError(f"TrainConfig.{exc}") from None
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """Task settings, projector settings and run settings after all defaults and overrides."""
+
+    task: str
+    task_config: dict[str, Any]
+    projector: ProjectorConfig
+    train: TrainConfig
+
+
+_FILE_SECTIONS = ("task", "task_config", "projector", "train")
+
+
+def resolve_config(
+    task: str,
+    *,
+    file_data: dict[str, Any] | None = None,
+    task_overrides: dict[str, Any] | None = None,
+    projector_overrides: dict[str, Any] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+) -> ResolvedConfig:
+    """Combine library defaults < task defaults < config file < explicit overrides.
+
+    Parameters
+    ----------
+    task : str
+        Task name (see :data:`scpo.tasks.TASKS`).
+    file_data : dict, optional
+        Parsed ``--config`` file with optional sections ``task_config``, ``projector``, ``train``
+        (and ``task``, which must then equal ``task``).
+    task_overrides, projector_overrides, train_overrides : dict, optional
+        Values given on the command line.
+
+    Raises
+    ------
+    ConfigError
+        Unknown task, unknown section or key, or an invalid value.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task: expected one of {', '.join(sorted(TASKS))}, got {task!r}")
+    file_data = dict(file_data or {})
+    unknown = sorted(set(file_data) - set(_FILE_SECTIONS))
+    if unknown:
+        raise ConfigError(f"config file: unknown section(s) {unknown}; valid sections are {list(_FILE_SECTIONS)}")
+    if "task" in file_data and file_data["task"] != task:
+        raise ConfigError(f"config file: its task is {file_data['task']!r} but {task!r} was requested")
+    for section in ("task_config", "projector", "train"):
+        if not isinstance(file_data.get(section, {}), dict):
+            raise ConfigError(f"config file: section {section!r} must be a JSON object")
+    cls = TASKS[task]
+    task_cfg = from_mapping(cls.config_class, {**file_data.get("task_config", {}), **(task_overrides or {})}, where="task_config")
+    proj = from_mapping(
+        ProjectorConfig,
+        {**cls.default_projector, **file_data.get("projector", {}), **(projector_overrides or {})},
+        where="projector",
+    )
+    tr = from_mapping(TrainConfig, {**file_data.get("train", {}), **(train_overrides or {})}, where="train")
+    return ResolvedConfig(task=task, task_config=to_mapping(task_cfg), projector=proj, train=tr)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of a finished (or interrupted) training call."""
+
+    run: Run
+    status: str
+    iterations: int
+    accepted: int
+    rejected: int
+    violations: int
+    objective_initial: float
+    objective_final: float
+    quality_initial: dict[str, float]
+    quality_final: dict[str, float]
+    wall_time_s: float
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.ndarray | None = None) -> Projector:
+    directions = getattr(task, "block_gradients", None) if cfg.block_probes else None
+    if cfg.block_probes and directions is None:
+        raise ConfigError(f"projector.block_probes: task {task.name!r} provides no block gradients; set block_probes to 0")
+    return Projector(
+        theta0=theta,
+        objective=task.objective,
+        objective_and_grad=task.objective_and_grad,
+        constraints=task.constraints,
+        config=cfg,
+        g0=g,
+        directions=directions,
+    )
+
+
+def _parameter_tensors(task: Task, theta: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+    pol = task.policy_at(theta)
+    named = list(pol.residual.named_parameters())
+    return {n: p.detach().cpu().numpy().astype(np.float64) for n, p in named}, [n for n, _ in named]
+
+
+def _write_state(paths: RunPaths, projector: Projector) -> None:
+    state = projector.state_dict()
+    it = projector.iteration
+    meta = {"iteration": str(it), "theta_sha256": theta_sha256(state["theta"])}
+    atomic_write_bytes_via(paths.state_file(it), lambda p: save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(p), metadata=meta))
+    # keep this state and the previous one
+    files = sorted(paths.state.glob("projector_*.safetensors"))
+    for old in files[:-2]:
+        old.unlink(missing_ok=True)
+
+
+def _status(paths: RunPaths, **update: Any) -> None:
+    try:
+        import json
+
+        current = json.loads(paths.status.read_text()) if paths.status.is_file() else {}
+    except Exception:
+        current = {}
+    events = current.get("events", [])
+    event = update.pop("event", None)
+    if event:
+        events.append({"time": _now(), **event})
+    current.update(update)
+    current["events"] = events
+    atomic_write_json(paths.status, current)
+
+
+def _record(rec: StepRecord, parent: str, child: str, checkpoint: str | None) -> dict[str, Any]:
+    out = {"schema_version": SCHEMA_VERSION, "iteration": rec.iteration, "accepted": rec.accepted}
+    out["theta_sha256"] = child
+    out["parent_sha256"] = parent
+    out["checkpoint"] = checkpoint
+    out["violation"] = bool(rec.accepted and not rec.max_constraint <= 0)
+    out.update({k: v for k, v in rec.to_dict().items() if k not in out})
+    out["time"] = _now()
+    return out
+
+
+def _loop(
+    paths: RunPaths,
+    task: Task,
+    projector: Projector,
+    cfg: TrainConfig,
+    names: list[str],
+    progress: ProgressFn | None,
+) -> str:
+    parent = theta_sha256(projector.theta)
+    t_loop = time.perf_counter()
+    counts = {"accepted": 0, "rejected": 0, "violations": 0}
+    start = projector.iteration
+    status = "running"
+    try:
+        while projector.iteration < cfg.iterations:
+            rec = projector.step()
+            theta = projector.theta
+            child = theta_sha256(theta)
+            ckpt = None
+            if rec.accepted and cfg.checkpoint_every and rec.iteration % cfg.checkpoint_every == 0:
+                tensors, _ = _parameter_tensors(task, theta)
+                write_checkpoint(paths.checkpoint(rec.iteration), tensors, names, iteration=rec.iteration, task=task.name)
+                ckpt = str(paths.checkpoint(rec.iteration).relative_to(paths.root))
+            if rec.iteration % cfg.state_every == 0 or projector.iteration >= cfg.iterations:
+                _write_state(paths, projector)
+            record = _record(rec, parent, child, ckpt)
+            append_jsonl(paths.records, record)
+            parent = child
+            counts["accepted" if rec.accepted else "rejected"] += 1
+            counts["violations"] += int(record["violation"])
+            done = rec.iteration - start
+            if progress and (rec.iteration % cfg.log_every == 0 or projector.iteration >= cfg.iterations):
+                elapsed = time.perf_counter() - t_loop
+                progress(
+                    {
+                        "iteration": rec.iteration,
+                        "total": cfg.iterations,
+                        "objective": rec.objective,
+                        "max_constraint": rec.max_constraint,
+                        "L_max": rec.L_max,
+                        "seconds_per_iteration": elapsed / max(done, 1),
+                        **counts,
+                    }
+                )
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as exc:
+        status = "crashed"
+        _status(paths, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        _finalise(paths, task, projector, names)
+        _status(paths, status=status, iterations_done=projector.iteration, iterations_target=cfg.iterations,
+                event={"event": status, "iteration": projector.iteration})
+    return status
+
+
+def _finalise(paths: RunPaths, task: Task, projector: Projector, names: list[str]) -> None:
+    """Make sure the last iterate is saved as a checkpoint (it always is, whatever the interval)."""
+    records, _ = read_jsonl(paths.records) if paths.records.is_file() else ([], None)
+    accepted = [r for r in records if r.get("accepted")]
+    if not accepted:
+        return  # the last iterate is θ₀, saved at creation
+    last = accepted[-1]
+    theta = projector.theta
+    if theta_sha256(theta) != last["theta_sha256"]:
+        return  # the in-memory iterate is not the recorded one (crash mid-iteration): nothing to add
+    target = paths.checkpoint(int(last["iteration"]))
+    if not target.is_file():
+        tensors, _ = _parameter_tensors(task, theta)
+        write_checkpoint(target, tensors, names, iteration=int(last["iteration"]), task=task.name)
+
+
+def _summary(run: Run, task: Task, status: str, t0: float) -> TrainResult:
+    records = run.records
+    acc = sum(1 for r in records if r["accepted"])
+    theta0 = run.theta(0)
+    theta_last = run.theta()
+    f0 = task.objective(theta0)
+    f1 = task.objective(theta_last)
+    return TrainResult(
+        run=run,
+        status=status,
+        iterations=len(records),
+        accepted=acc,
+        rejected=len(records) - acc,
+        violations=sum(1 for r in records if r.get("violation")),
+        objective_initial=f0,
+        objective_final=f1,
+        quality_initial=task.quality(theta0),
+        quality_final=task.quality(theta_last),
+        wall_time_s=time.perf_counter() - t0,
+    )
+
+
+def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | None = None) -> TrainResult:
+    """Train from ``θ₀`` and write the run directory ``out``.
+
+    Everything that can be checked before training (configuration, the task, ``g(θ₀)`` finite and
+    ``≤ 0``, the base case) is checked before ``out`` is created; ``out`` appears atomically with
+    ``config.json``, ``θ₀``'s checkpoint and ``base_certificate.json`` in it.
+
+    Raises
+    ------
+    RunDirectoryError
+        If ``out`` already exists (runs are never overwritten; use :func:`resume`).
+    ConfigError, InvalidInputError, UnsafeStartError
+        Bad input; nothing is written.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists():
+        raise RunDirectoryError(f"out: {str(out)!r} already exists; choose a new directory or resume it with --resume")
+    task = make_task(config.task, config.task_config, seed=config.train.seed)
+    theta0 = task.theta0
+    g0 = np.asarray(task.constraints(theta0[None, :]), dtype=float)[0]
+    projector = _build_projector(task, config.projector, theta0, g0)
+    tensors, names = _parameter_tensors(task, theta0)
+    final_name = names[-2] if len(names) >= 2 else names[-1]
+    base_claim = zero_final_layer_claim(
+        tensors[names[-2]], tensors[names[-1]], layer=final_name.rsplit(".", 1)[0],
+        all_finite=all(np.all(np.isfinite(v)) for v in tensors.values()),
+    )
+    claims = [base_claim, *task.base_claims(theta0, g0)]
+    if not base_claim.holds:
+        raise InvalidInputError("theta0: the residual's final layer is not exactly zero, so the induction has no base case")
+
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    paths = RunPaths(tmp)
+    paths.checkpoints.mkdir(parents=True)
+    paths.state.mkdir()
+    h0 = write_checkpoint(paths.checkpoint(0), tensors, names, iteration=0, task=task.name)
+    atomic_write_json(paths.config, _config_json(config, task, names, tensors))
+    atomic_write_json(
+        paths.base_certificate,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "task": task.name,
+            "theta_sha256": h0,
+            "checkpoint": str(paths.checkpoint(0).relative_to(paths.root)),
+            "max_constraint": float(np.max(g0)),
+            "claims": [c.to_dict() for c in claims],
+            "holds": all(c.holds for c in claims),
+        },
+    )
+    paths.records.touch()
+    _write_state(paths, projector)
+    atomic_write_json(paths.status, {"status": "created", "events": [{"time": _now(), "event": "start"}]})
+    os.replace(tmp, out)
+    paths = RunPaths(out)
+    status = _loop(paths, task, projector, config.train, names, progress)
+    return _summary(Run(out), task, status, t0)
+
+
+def _config_json(config: ResolvedConfig, task: Task, names: list[str], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scpo_version": __version__,
+        "created": _now(),
+        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+        "task": config.task,
+        "task_config": config.task_config,
+        "projector": to_mapping(config.projector),
+        "train": to_mapping(config.train),
+        "policy": {
+            **task.describe(),
+            "parameter_names": names,
+            "parameter_shapes": {n: list(tensors[n].shape) for n in names},
+            "final_layer": [names[-2], names[-1]],
+        },
+    }
+
+
+def resume(run_dir: str | Path, *, iterations: int | None = None, progress: ProgressFn | None = None) -> TrainResult:
+    """Continue the run ``run_dir`` from its last recorded iterate up to ``iterations`` in total.
+
+    A truncated last line of ``certificates.jsonl`` (a crash mid-write) is cut off; every complete
+    record is kept and the chain continues from the last one.
+    """
+    t0 = time.perf_counter()
+    run = Run(run_dir)
+    paths = run.paths
+    cfg = run.config
+    proj_cfg = from_mapping(ProjectorConfig, cfg["projector"], where="config.json projector")
+    train_data = dict(cfg["train"])
+    if iterations is not None:
+        train_data["iterations"] = iterations
+    train_cfg = from_mapping(TrainConfig, train_data, where="config.json train")
+    task = run.task
+    names = run.parameter_names
+
+    records, bad = read_jsonl(paths.records) if paths.records.is_file() else ([], None)
+    if bad is not None:
+        good = b"".join(line + b"\n" for line in paths.records.read_bytes().split(b"\n")[: bad - 1])
+        atomic_write_bytes_via(paths.records, lambda p: p.write_bytes(good))
+        logger.warning("resume: cut off an incomplete line %d of certificates.jsonl", bad)
+    if records:
+        last_iter, last_hash = int(records[-1]["iteration"]), records[-1]["theta_sha256"]
+    else:
+        last_iter, last_hash = 0, run.base_certificate["theta_sha256"]
+
+    projector = None
+    state_note = "restored"
+    for sf in sorted(paths.state.glob("projector_*.safetensors"), reverse=True):
+        try:
+            state = load_file(str(sf))
+        except Exception:
+            continue
+        counters = state.get("counters")
+        if counters is None or int(counters[0]) != last_iter or theta_sha256(state["theta"]) != last_hash:
+            continue
+        projector = _build_projector(task, proj_cfg, state["theta"], state["g"])
+        projector.load_state_dict(state)
+        break
+    if projector is None:
+        theta = None
+        for _it, p in sorted(run.checkpoints.items(), reverse=True):
+            tensors, _meta = read_checkpoint(p)
+            cand = flatten_tensors(tensors, names)
+            if theta_sha256(cand) == last_hash:
+                theta = cand
+                break
+        if theta is None:
+            raise RunDirectoryError(
+                f"run {str(paths.root)!r}: no projector state or checkpoint holds the last recorded iterate "
+                f"(iteration {last_iter}, sha256 {last_hash[:12]}…); cannot resume"
+            )
+        projector = _build_projector(task, proj_cfg, theta)
+        projector.iteration = last_iter
+        state_note = "reset (no matching projector state; bank, L and Adam moments restart)"
+        logger.warning("resume: %s", state_note)
+    _status(paths, event={"event": "resume", "from_iteration": last_iter, "projector_state": state_note})
+    status = _loop(paths, task, projector, train_cfg, names, progress)
+    if iterations is not None and iterations != cfg["train"]["iterations"]:
+        cfg["train"]["iterations"] = iterations
+        atomic_write_json(paths.config, cfg)
+    return _summary(Run(run_dir), task, status, t0)

@@ -1,0 +1,153 @@
+"""Run directories written by training: the chain, resume after Ctrl-C or a crash, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scpo import load_run
+from scpo.errors import ConfigError, NonFiniteError, RunDirectoryError
+from scpo.runs.files import read_checkpoint, theta_sha256
+from scpo.training import resolve_config, resume, train
+
+SMALL = {"hidden": [8], "n_train": 40, "n_grid": 60}
+REQUIRED = {
+    "schema_version", "iteration", "accepted", "theta_sha256", "parent_sha256", "objective", "max_constraint",
+    "predicted_max_constraint", "step_norm", "alpha", "rejected_tries", "L_min", "L_max", "solver",
+    "solver_status", "solve_time_s", "evaluation_time_s",
+}
+
+
+def small_config(iterations=6, **proj):
+    return resolve_config("regression", task_overrides=SMALL, projector_overrides={"lr": 0.05, **proj},
+                          train_overrides={"iterations": iterations, "log_every": 1})
+
+
+def test_run_directory_contract(tmp_path):
+    out = tmp_path / "run"
+    res = train(small_config(6), out)
+    run = load_run(out)
+    assert res.status == "finished" and res.violations == 0 and len(run.records) == 6
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "regression" and cfg["task_config"]["hidden"] == [8] and cfg["projector"]["lr"] == 0.05
+    base = json.loads((out / "base_certificate.json").read_text())
+    assert base["holds"] and {c["name"]: c["level"] for c in base["claims"]} == {"base_case": "exact", "backup_feasible": "evaluated"}
+    parent = base["theta_sha256"]
+    for rec in run.records:
+        assert REQUIRED <= set(rec)
+        assert rec["parent_sha256"] == parent
+        assert rec["accepted"] or rec["theta_sha256"] == rec["parent_sha256"]
+        assert not rec["accepted"] or rec["max_constraint"] <= 0
+        parent = rec["theta_sha256"]
+    # every accepted iterate has a checkpoint whose hash is the record's
+    for rec in run.accepted_records():
+        tensors, meta = read_checkpoint(out / rec["checkpoint"])
+        assert meta["theta_sha256"] == rec["theta_sha256"] == run.theta_hash(rec["iteration"])
+    assert (out / "run.json").is_file() and run.status["status"] == "finished"
+
+
+def test_policy_rebuilt_from_the_run_matches_the_task(tmp_path):
+    out = tmp_path / "run"
+    train(small_config(4), out)
+    run = load_run(out)
+    it = max(run.checkpoints)
+    pol = run.policy(it)
+    assert isinstance(pol, torch.nn.Module)
+    x = np.linspace(-3, 3, 11)
+    with torch.no_grad():
+        y = pol(torch.as_tensor(x).reshape(-1, 1))[:, 0].numpy()
+    np.testing.assert_allclose(y, run.task.predict(run.theta(it)[None], x)[0], rtol=1e-12)
+    with pytest.raises(RunDirectoryError, match="no checkpoint saved for iteration 999"):
+        run.policy(999)
+
+
+def test_resume_after_ctrl_c_continues_the_chain(tmp_path):
+    straight = tmp_path / "straight"
+    train(small_config(6), straight)
+
+    out = tmp_path / "interrupted"
+
+    def stop_at_3(info):
+        if info["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(6), out, progress=stop_at_3)
+    run = load_run(out)
+    assert len(run.records) == 3 and run.status["status"] == "interrupted"
+    res = resume(out)
+    run = load_run(out)
+    assert res.status == "finished" and [r["iteration"] for r in run.records] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(run.records[:-1], run.records[1:]):
+        assert b["parent_sha256"] == a["theta_sha256"]
+    # with the projector state restored, the resumed run follows the uninterrupted one
+    np.testing.assert_allclose(load_run(out).theta(), load_run(straight).theta(), rtol=1e-9, atol=1e-12)
+    assert [e["event"] for e in run.status["events"]] == ["start", "interrupted", "resume", "finished"]
+    assert run.status["events"][2]["projector_state"] == "restored"
+
+
+def test_resume_cuts_a_truncated_record_and_survives_a_lost_state(tmp_path):
+    out = tmp_path / "run"
+    train(small_config(4), out)
+    with open(out / "certificates.jsonl", "ab") as fh:
+        fh.write(b'{"schema_version": 1, "iteration": 5, "acc')  # crash mid-write
+    for f in (out / "state").iterdir():
+        f.unlink()  # and the projector state is gone
+    resume(out, iterations=6)
+    run = load_run(out)
+    assert [r["iteration"] for r in run.records] == [1, 2, 3, 4, 5, 6]
+    assert "reset" in run.status["events"][-2]["projector_state"]
+    assert run.records[4]["parent_sha256"] == run.records[3]["theta_sha256"]
+    assert json.loads((out / "config.json").read_text())["train"]["iterations"] == 6
+
+
+def test_checkpoint_every_zero_keeps_first_and_last(tmp_path):
+    out = tmp_path / "run"
+    cfg = resolve_config("regression", task_overrides=SMALL, projector_overrides={"lr": 0.05},
+                         train_overrides={"iterations": 5, "checkpoint_every": 0})
+    train(cfg, out)
+    run = load_run(out)
+    last_accepted = max(r["iteration"] for r in run.accepted_records())
+    assert sorted(run.checkpoints) == [0, last_accepted]
+    assert run.theta_hash() == run.records[-1]["theta_sha256"]
+
+
+def test_unprojected_baseline_records_its_violations(tmp_path):
+    out = tmp_path / "run"
+    res = train(small_config(25, projection=False, lr=0.1), out)
+    assert res.violations > 0
+    first = next(r for r in load_run(out).records if r["violation"])
+    assert first["max_constraint"] > 0 and first["iteration"] <= 25
+
+
+def test_bad_input_writes_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="unknown key"):
+        resolve_config("regression", projector_overrides={"bank_sise": 3})
+    with pytest.raises(ConfigError, match="bank_size"):
+        resolve_config("regression", projector_overrides={"bank_size": 0})
+    with pytest.raises(ConfigError, match="L_init"):
+        resolve_config("regression", projector_overrides={"L_init": -2.0})
+    from scpo.tasks.regression import RegressionTask
+
+    monkeypatch.setattr(RegressionTask, "constraints", lambda self, th: np.full((np.atleast_2d(th).shape[0], 4), np.nan))
+    with pytest.raises(NonFiniteError):
+        train(small_config(3), out)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_existing_directory_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(RunDirectoryError, match="already exists"):
+        train(small_config(2), out)
+
+
+def test_theta_hash_is_reproducible_from_checkpoint_bytes(tmp_path):
+    out = tmp_path / "run"
+    train(small_config(2), out)
+    run = load_run(out)
+    tensors, _ = read_checkpoint(run.checkpoints[0])
+    flat = np.concatenate([tensors[n].ravel() for n in run.parameter_names])
+    assert theta_sha256(flat) == run.base_certificate["theta_sha256"]
