@@ -52,6 +52,16 @@ def _fail(exc: BaseException) -> typer.Exit:
     raise exc
 
 
+def _claims_of(run: Any) -> list[dict[str, Any]]:
+    import json
+
+    claims = list(run.base_certificate.get("claims", []))
+    final = run.paths.certificates / "final.json"
+    if final.is_file():
+        claims += json.loads(final.read_text()).get("claims", [])
+    return claims
+
+
 def _print_summary(result: Any, *, title: str) -> None:
     q0, q1 = result.quality_initial, result.quality_final
     lines = [
@@ -66,7 +76,20 @@ def _print_summary(result: Any, *, title: str) -> None:
             f"  achievable improvement closed   {q1['improvement_fraction'] * 100:.1f}% "
             f"(f* = {q1['f_star']:.4f}, f(θ0) = {q1['f0']:.4f})"
         )
+    if "imitation_loss" in q1:
+        lines.append(
+            f"  imitation loss       backup {q0['imitation_loss']:.4f} -> final policy {q1['imitation_loss']:.4f} "
+            f"({100 * q1['imitation_loss'] / q0['imitation_loss']:.1f}% of the backup's)"
+        )
     lines.append(f"  accepted iterates violating a constraint   {result.violations}")
+    claims = _claims_of(result.run)
+    if claims:
+        lines.append("  certificates")
+        for c in claims:
+            lines.append(f"    {'holds ' if c['holds'] else 'FAILS '} [{c['level']:>9}] {c['name']}")
+    figs = sorted(result.run.paths.figures.glob("*.png")) if result.run.paths.figures.is_dir() else []
+    if figs:
+        lines.append(f"  figures              {result.run.paths.figures}/ ({', '.join(f.name for f in figs)})")
     lines.append(f"  wall time            {result.wall_time_s:.1f} s")
     typer.echo("\n".join(lines))
 

@@ -279,6 +279,7 @@ def _loop(
                     }
                 )
         status = "finished"
+        _write_final(paths, task, projector, names)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -291,6 +292,25 @@ def _loop(
         _status(paths, status=status, iterations_done=projector.iteration, iterations_target=cfg.iterations,
                 event={"event": status, "iteration": projector.iteration})
     return status
+
+
+def _write_final(paths: RunPaths, task: Task, projector: Projector, names: list[str]) -> None:
+    """Certificates and figures of the finished run (the last iterate)."""
+    records, _ = read_jsonl(paths.records)
+    theta = projector.theta
+    claims = task.final_claims(theta, iteration=projector.iteration)
+    if claims:
+        atomic_write_json(
+            paths.certificates / "final.json",
+            {
+                "schema_version": SCHEMA_VERSION,
+                "iteration": projector.iteration,
+                "theta_sha256": theta_sha256(theta),
+                "claims": [c.to_dict() for c in claims],
+            },
+        )
+    tensors = read_checkpoint(paths.checkpoint(0))[0]
+    task.figures(records, {"θ0": flatten_tensors(tensors, names), "final": theta}, paths.figures)
 
 
 def _finalise(paths: RunPaths, task: Task, projector: Projector, names: list[str]) -> None:

@@ -83,7 +83,7 @@ class ProjectorConfig:
     refresh: int = 0
     block_probes: int = 0
     solver: str = "auto"
-    working_set: int = 256
+    working_set: int = 64
     projection: bool = True
 
     def __post_init__(self) -> None:

@@ -349,6 +349,9 @@ class Projector:
             f_dir = float(grad @ step)
             retry = False
             for _ in range(cfg.max_backtracks + 1):
+                # (★) along the ray is convex with g ≤ 0 at 0, so every α ≤ 1 is feasible in exact
+                # arithmetic; the scale makes it hold in floating point too.
+                alpha *= max_feasible_scale(self._g, alpha * a1, alpha * alpha * a2)
                 cand_offset = alpha * step
                 if np.allclose(cand_offset, probe, rtol=1e-12, atol=0.0):
                     cand_offset = probe  # round-off away from the probe: use the evaluated point

@@ -125,6 +125,23 @@ def gram_factor(gram: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return root[:, None] * V.T, b, V @ coord
 
 
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest entries (unordered), in O(N)."""
+    if k >= values.size:
+        return np.arange(values.size)
+    return np.argpartition(-values, k - 1)[:k]
+
+
+def _initial_rows(pred_u: np.ndarray, g: np.ndarray, K: int) -> np.ndarray:
+    """Half the rows most violated at the unconstrained optimum, the rest closest to active."""
+    first = _top(pred_u, max(K // 2, 1))
+    mask = np.zeros(g.size, dtype=bool)
+    mask[first] = True
+    rest = np.where(mask, -np.inf, g)
+    second = _top(rest, K - first.size)
+    return np.concatenate([first, second[~mask[second]]])[:K]
+
+
 class _Problem:
     """One cached cvxpy problem for ``m`` bank directions and ``K`` rows."""
 
@@ -163,7 +180,7 @@ class ProjectionSOCP:
         Initial number of rows ``K`` of the SOCP.
     """
 
-    def __init__(self, solver: str = "auto", working_set: int = 256) -> None:
+    def __init__(self, solver: str = "auto", working_set: int = 64) -> None:
         self.chain, self.notes = solver_chain(solver)
         self.working_set = int(working_set)
         self._cache: dict[tuple[int, int], _Problem] = {}
@@ -238,17 +255,7 @@ class ProjectionSOCP:
             return ProjectionResult(coef=c_u, solver="none", status="unconstrained_feasible", notes=tuple(self.notes))
 
         K = min(N, self.working_set)
-        order_u = np.argsort(-pred_u, kind="stable")
-        order_g = np.argsort(-g, kind="stable")
-        chosen: list[int] = []
-        seen = np.zeros(N, dtype=bool)
-        for idx in np.concatenate([order_u[: K // 2], order_g, order_u]):
-            if not seen[idx]:
-                seen[idx] = True
-                chosen.append(int(idx))
-            if len(chosen) == K:
-                break
-        working = np.array(chosen, dtype=int)
+        working = _initial_rows(pred_u, g, K)
 
         # Scale coefficients by the unconstrained step length σ (so ĉ = c/σ is O(1)) and each row
         # by its largest entry; both leave the feasible set and the minimiser unchanged.

@@ -5,6 +5,7 @@ Public names::
     TASKS               task name -> task class
     make_task           build a task from its name, a config mapping and a seed
     Task                base class
+    DoubleIntegratorTask, DoubleIntegratorConfig
     RegressionTask, RegressionConfig
 """
 
@@ -15,11 +16,12 @@ from typing import Any
 from ..config import from_mapping
 from ..errors import ConfigError
 from .base import Task
+from .double_integrator import DoubleIntegratorConfig, DoubleIntegratorTask
 from .regression import RegressionConfig, RegressionTask, regression_reference
 
-__all__ = ["TASKS", "Task", "RegressionConfig", "RegressionTask", "make_task", "regression_reference"]
+__all__ = ["TASKS", "Task", "DoubleIntegratorConfig", "DoubleIntegratorTask", "RegressionConfig", "RegressionTask", "make_task", "regression_reference"]
 
-TASKS: dict[str, type[Task]] = {RegressionTask.name: RegressionTask}
+TASKS: dict[str, type[Task]] = {RegressionTask.name: RegressionTask, DoubleIntegratorTask.name: DoubleIntegratorTask}
 
 
 def make_task(name: str, config: dict[str, Any] | None = None, *, seed: int = 0) -> Task:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -107,6 +108,25 @@ class Task(abc.ABC):
                 details={"max_constraint": worst, "rows": int(g0.size)},
             )
         ]
+
+    def final_claims(self, theta: np.ndarray, *, iteration: int | None = None) -> list[Claim]:
+        """Certificates to write for a trained iterate (none by default)."""
+        return []
+
+    def figures(self, records: list[dict[str, Any]], thetas: dict[str, np.ndarray], out_dir: Path) -> list[Path]:
+        """Write the task's figures for a run into ``out_dir``; returns the files written.
+
+        Parameters
+        ----------
+        records : list of dict
+            The run's certificate records.
+        thetas : dict of label -> ndarray
+            Parameter vectors to show (at least ``"θ0"`` and ``"final"``).
+        out_dir : Path
+        """
+        from ..reports.figures import save, training_curves
+
+        return [save(training_curves(records, title=f"{self.name}: SCPO training"), out_dir / "training_curves.png")]
 
     def describe(self) -> dict[str, Any]:
         """Task name, policy architecture and sizes, JSON-ready."""

@@ -153,6 +153,13 @@ class RegressionTask(Task):
         xs = self._x_grid[:, 0].tolist()
         return [lab for x in xs for lab in (f"f({x:+.4f}) <= {self.config.bound}", f"f({x:+.4f}) >= {-self.config.bound}")]
 
+    def figures(self, records, thetas, out_dir):
+        from ..reports.figures import regression_fit, save
+
+        paths = super().figures(records, thetas, out_dir)
+        fig = regression_fit(self, {"θ0 (backup, f ≡ 0)": thetas["θ0"], "final policy": thetas["final"]})
+        return paths + [save(fig, out_dir / "regression_fit.png")]
+
     def quality(self, theta: np.ndarray) -> dict[str, float]:
         """Loss, the reference losses and the improvement fraction ``(f₀ − f)/(f₀ − f*)``."""
         f = self.objective(theta)
