@@ -151,3 +151,21 @@ def test_theta_hash_is_reproducible_from_checkpoint_bytes(tmp_path):
     tensors, _ = read_checkpoint(run.checkpoints[0])
     flat = np.concatenate([tensors[n].ravel() for n in run.parameter_names])
     assert theta_sha256(flat) == run.base_certificate["theta_sha256"]
+
+
+def test_double_integrator_run_writes_certificates_and_figures(tmp_path):
+    out = tmp_path / "di"
+    cfg = resolve_config("double-integrator", task_overrides={"grid": 12, "n_samples": 32, "hidden": [8]},
+                         train_overrides={"iterations": 4})
+    res = train(cfg, out)
+    run = load_run(out)
+    assert res.violations == 0
+    base = {c["name"]: c for c in run.base_certificate["claims"]}
+    assert all(base[n]["holds"] and base[n]["level"] == "exact" for n in
+               ("base_case", "P_positive_definite", "lyapunov_decrease", "terminal_set_in_state_constraints", "terminal_set_input_feasible"))
+    final = json.loads((out / "certificates" / "final.json").read_text())
+    claims = {c["name"]: c for c in final["claims"]}
+    assert claims["reach_avoid"]["level"] == "evaluated" and claims["reach_avoid"]["holds"]
+    assert final["theta_sha256"] == run.records[-1]["theta_sha256"]
+    assert {p.name for p in (out / "figures").iterdir()} == {"training_curves.png", "state_box.png"}
+    assert res.quality_final["imitation_loss"] <= res.quality_initial["imitation_loss"]

@@ -86,7 +86,13 @@ def _print_summary(result: Any, *, title: str) -> None:
     if claims:
         lines.append("  certificates")
         for c in claims:
-            lines.append(f"    {'holds ' if c['holds'] else 'FAILS '} [{c['level']:>9}] {c['name']}")
+            if c.get("details", {}).get("required") is False:
+                d = c["details"]
+                frac = d.get("fraction_decreasing")
+                note = f" ({100 * frac:.1f}% of steps outside X_f decrease)" if isinstance(frac, float) else ""
+                lines.append(f"    report [{c['level']:>9}] {c['name']}: {'holds' if c['holds'] else 'does not hold everywhere'}{note}; not required for safety")
+            else:
+                lines.append(f"    {'holds ' if c['holds'] else 'FAILS '} [{c['level']:>9}] {c['name']}")
     figs = sorted(result.run.paths.figures.glob("*.png")) if result.run.paths.figures.is_dir() else []
     if figs:
         lines.append(f"  figures              {result.run.paths.figures}/ ({', '.join(f.name for f in figs)})")
@@ -96,7 +102,7 @@ def _print_summary(result: Any, *, title: str) -> None:
 
 @app.command()
 def train(
-    task: Annotated[str, typer.Argument(help="Built-in task: regression.")],
+    task: Annotated[str, typer.Argument(help="Built-in task: regression | double-integrator.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="New run directory to write.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory instead.")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Total iterations of the run.")] = None,
@@ -153,10 +159,10 @@ def train(
 @app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: scpo-runs/demo-<time>).")] = None,
-    iterations: Annotated[int, typer.Option(help="Iterations.")] = 400,
+    iterations: Annotated[int, typer.Option(help="Iterations.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
-    """Run the embedded default: SCPO on the regression task with harmful supervision."""
+    """Run the embedded default: SCPO on the double integrator with a malicious expert."""
     from .training import resolve_config
     from .training import train as train_run
 
@@ -164,17 +170,21 @@ def demo(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("scpo-runs") / f"demo-{stamp}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    typer.echo(f"scpo demo: regression with harmful supervision, {iterations} iterations -> {out}")
+    typer.echo(
+        f"scpo demo: double integrator, LQR backup, malicious PD expert tracking p* = 1.5 (outside |p| ≤ 1); "
+        f"{iterations} SCPO iterations -> {out}"
+    )
     try:
-        cfg = resolve_config("regression", train_overrides={"iterations": iterations, "seed": seed, "log_every": 50})
+        cfg = resolve_config("double-integrator", train_overrides={"iterations": iterations, "seed": seed, "log_every": 25})
         result = train_run(cfg, out, progress=_progress)
     except KeyboardInterrupt:
-        _err(f"\ninterrupted; continue with: scpo train regression --resume {out}")
+        _err(f"\ninterrupted; continue with: scpo train double-integrator --resume {out}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except ScpoError as exc:
         raise _fail(exc) from None
     _print_summary(result, title="scpo demo: done")
-    if result.violations:
+    claims = _claims_of(result.run)
+    if result.violations or not all(c["holds"] for c in claims if c.get("details", {}).get("required") is not False):
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -196,11 +196,21 @@ def _parameter_tensors(task: Task, theta: np.ndarray) -> tuple[dict[str, np.ndar
     return {n: p.detach().cpu().numpy().astype(np.float64) for n, p in named}, [n for n, _ in named]
 
 
-def _write_state(paths: RunPaths, projector: Projector) -> None:
-    state = projector.state_dict()
+# The bank is rewritten with every state file while it is small; above this size only every
+# _BANK_EVERY_LARGE iterations (an older bank is still exact information, see Projector.bank_state).
+_BANK_BYTES_EVERY_ITERATION = 8 * 2**20
+_BANK_EVERY_LARGE = 20
+
+
+def _write_state(paths: RunPaths, projector: Projector, *, force_bank: bool = False) -> None:
+    state = projector.state_dict(include_bank=False)
     it = projector.iteration
     meta = {"iteration": str(it), "theta_sha256": theta_sha256(state["theta"])}
     atomic_write_bytes_via(paths.state_file(it), lambda p: save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(p), metadata=meta))
+    bank_bytes = 8 * len(projector.bank) * (projector.dim + projector.n_constraints)
+    if force_bank or bank_bytes <= _BANK_BYTES_EVERY_ITERATION or it % _BANK_EVERY_LARGE == 0:
+        bank = {k: np.ascontiguousarray(v) for k, v in projector.bank_state().items()}
+        atomic_write_bytes_via(paths.state / "bank.safetensors", lambda p: save_file(bank, str(p), metadata={"iteration": str(it)}))
     # keep this state and the previous one
     files = sorted(paths.state.glob("projector_*.safetensors"))
     for old in files[:-2]:
@@ -258,7 +268,7 @@ def _loop(
                 write_checkpoint(paths.checkpoint(rec.iteration), tensors, names, iteration=rec.iteration, task=task.name)
                 ckpt = str(paths.checkpoint(rec.iteration).relative_to(paths.root))
             if rec.iteration % cfg.state_every == 0 or projector.iteration >= cfg.iterations:
-                _write_state(paths, projector)
+                _write_state(paths, projector, force_bank=projector.iteration >= cfg.iterations)
             record = _record(rec, parent, child, ckpt)
             append_jsonl(paths.records, record)
             parent = child
@@ -470,7 +480,13 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
         if counters is None or int(counters[0]) != last_iter or theta_sha256(state["theta"]) != last_hash:
             continue
         projector = _build_projector(task, proj_cfg, state["theta"], state["g"])
-        projector.load_state_dict(state)
+        bank = None
+        if (paths.state / "bank.safetensors").is_file():
+            try:
+                bank = load_file(str(paths.state / "bank.safetensors"))
+            except Exception:
+                bank = None
+        projector.load_state_dict(state, bank=bank)
         break
     if projector is None:
         theta = None

@@ -186,3 +186,20 @@ def test_batched_wrapper(rng):
     fn = lambda t: np.array([t.sum(), -t.sum()])  # noqa: E731
     out = batched(fn)(rng.normal(size=(4, 3)))
     assert out.shape == (4, 2)
+
+
+def test_an_older_bank_is_restored_as_the_same_absolute_points(rng):
+    cfg = ProjectorConfig(bank_size=5, lr=0.05, direction="adam")
+    p, g, f = make(np.random.default_rng(4), cfg)
+    for _ in range(3):
+        p.step()
+    old_bank = p.bank_state()
+    for _ in range(3):
+        p.step()
+    q, _, _ = make(np.random.default_rng(4), cfg)
+    q.load_state_dict(p.state_dict(include_bank=False), bank=old_bank)
+    absolute_old = old_bank["bank_offsets"] + old_bank["bank_theta_ref"]
+    np.testing.assert_allclose(q.bank.offsets + q.theta, absolute_old, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(q.bank.values, old_bank["bank_values"])
+    # the restored values are still g at those absolute points
+    np.testing.assert_allclose(q.bank.values, g(q.bank.offsets + q.theta), atol=1e-12)

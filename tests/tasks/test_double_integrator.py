@@ -6,7 +6,7 @@ import torch
 from scpo.errors import ConfigError
 from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask, make_task
 
-SMALL = DoubleIntegratorConfig(grid=12, horizon=30, n_samples=32, hidden=(8,))
+SMALL = DoubleIntegratorConfig(grid=12, horizon=30, n_samples=32, hidden=(8,), rows="max")
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,7 @@ def value_decrease_claim(initial_states: np.ndarray, states: np.ndarray, P: np.n
         level=Level.EVALUATED,
         holds=bool(n_bad_steps == 0 and np.all(np.isfinite(V))),
         details={
+            "required": False,
             "steps_outside_Xf": n_steps,
             "steps_without_decrease": n_bad_steps,
             "fraction_decreasing": 1.0 - n_bad_steps / n_steps if n_steps else 1.0,

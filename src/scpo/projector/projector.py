@@ -424,8 +424,16 @@ class Projector:
         return dt
 
     # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """All arrays needed to continue exactly where this projector stands."""
+    def state_dict(self, *, include_bank: bool = True) -> dict[str, np.ndarray]:
+        """Arrays needed to continue where this projector stands.
+
+        Parameters
+        ----------
+        include_bank : bool
+            Include the bank (``bank_offsets``, ``bank_values`` and ``bank_theta_ref``, the iterate the
+            offsets are relative to). It can be saved less often than the rest: its entries are
+            evaluations at absolute points, so an older bank is still exact information.
+        """
         out = {
             "theta": self._theta.copy(),
             "g": self._g.copy(),
@@ -435,11 +443,25 @@ class Projector:
             "counters": np.array([self.iteration, self._adam.count, self.evaluations], dtype=np.int64),
             "objective": np.array([self._f]),
         }
-        out.update(self.bank.state())
+        if include_bank:
+            out.update(self.bank_state())
         return out
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore from :meth:`state_dict` (shapes are checked against this projector)."""
+    def bank_state(self) -> dict[str, np.ndarray]:
+        """The bank with the iterate its offsets are relative to."""
+        return {**self.bank.state(), "bank_theta_ref": self._theta.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], bank: dict[str, np.ndarray] | None = None) -> None:
+        """Restore from :meth:`state_dict` (shapes are checked against this projector).
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict`.
+        bank : dict, optional
+            From :meth:`bank_state`, possibly saved at an earlier iterate; its offsets are
+            re-expressed relative to the restored ``θ``. Default: the bank inside ``state``, if any.
+        """
         self._theta = as_array("theta", state["theta"], shape=(self.dim,)).copy()
         self._g = as_array("g", state["g"], shape=(self.n_constraints,)).copy()
         self.L = as_array("L", state["L"], shape=(self.n_constraints,)).copy()
@@ -451,4 +473,9 @@ class Projector:
             count=adam_count,
         )
         self._f = float(np.asarray(state["objective"])[0])
-        self.bank.load_state(state)
+        bank = bank if bank is not None else (state if "bank_offsets" in state else None)
+        if bank is not None:
+            self.bank.load_state(bank)
+            ref = as_array("bank_theta_ref", bank.get("bank_theta_ref", self._theta), shape=(self.dim,))
+            if len(self.bank):
+                self.bank.recentre(self._theta - ref)
