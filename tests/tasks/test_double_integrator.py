@@ -118,3 +118,18 @@ def test_bad_config():
         DoubleIntegratorConfig(horizon=0)
     with pytest.raises(ConfigError, match="unknown key"):
         make_task("double-integrator", {"horizn": 3})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine; the CUDA rollout path is exercised only where a GPU exists")
+def test_cuda_rollouts_match_cpu(rng):
+    cpu = DoubleIntegratorTask(SMALL, seed=0)
+    gpu = DoubleIntegratorTask(DoubleIntegratorConfig(**{**SMALL.__dict__, "device": "cuda"}), seed=0)
+    theta = cpu.theta0 + 0.1 * rng.normal(size=cpu.dim)
+    np.testing.assert_allclose(gpu.constraints(theta[None]), cpu.constraints(theta[None]), rtol=1e-10, atol=1e-12)
+
+
+def test_cuda_request_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the missing-GPU error cannot occur")
+    with pytest.raises(ConfigError, match="device: 'cuda' requested but torch.cuda.is_available"):
+        DoubleIntegratorConfig(device="cuda")

@@ -81,12 +81,13 @@ class Task(abc.ABC):
         """A copy of the policy with parameters ``θ`` (a ``torch.nn.Module``)."""
         import copy
 
-        pol = copy.deepcopy(self.policy)
+        pol = copy.deepcopy(self.policy).cpu()
         load_flat_parameters(pol.residual, theta)
         return pol
 
     def _theta_tensor(self, theta: np.ndarray, *, requires_grad: bool = False) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(theta, dtype=np.float64)).reshape(1, -1).clone()
+        device = getattr(self, "device", None)
+        t = torch.as_tensor(np.asarray(theta, dtype=np.float64), device=device).reshape(1, -1).clone()
         return t.requires_grad_(requires_grad)
 
     def base_claims(self, theta0: np.ndarray, g0: np.ndarray) -> list[Claim]:

@@ -80,6 +80,9 @@ class DoubleIntegratorConfig:
         Apply the backup alone inside ``X_s = X_f``.
     gamma_shrink : float
         Relative reduction of the closed-form ``γ`` before the exact check.
+    device : str
+        ``"cpu"`` or ``"cuda[:i]"``: where rollouts and the policy run (results come back as
+        float64 numpy arrays either way).
     """
 
     dt: float = 0.1
@@ -101,9 +104,14 @@ class DoubleIntegratorConfig:
     activation: str = "tanh"
     switching: bool = False
     gamma_shrink: float = 1e-9
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         try:
+            if not (self.device == "cpu" or self.device.startswith("cuda")):
+                raise InvalidInputError(f"device: expected 'cpu' or 'cuda[:index]', got {self.device!r}")
+            if self.device.startswith("cuda") and not torch.cuda.is_available():
+                raise InvalidInputError(f"device: {self.device!r} requested but torch.cuda.is_available() is False on this machine")
             for name in ("dt", "p_max", "v_max", "u_max", "r", "expert_kp", "expert_kd", "lse_temperature"):
                 check_positive(name, getattr(self, name))
             if len(self.q_diag) != 2 or not all(q >= 0 for q in self.q_diag):
@@ -141,8 +149,9 @@ class DoubleIntegratorTask(Task):
         self.K, self.P = self.lqr.K, self.lqr.P
         self.gamma_closed_form = terminal_level(self.P, self.K, self.system.Hx, self.system.hx, self.system.Hu, self.system.hu)
         self.gamma = self.gamma_closed_form * (1.0 - cfg.gamma_shrink)
+        self.device = torch.device(cfg.device)
         self._t = {
-            k: torch.as_tensor(np.array(v), dtype=torch.float64)
+            k: self._tensor(v)
             for k, v in (("A", A), ("B", B), ("Hx", self.system.Hx), ("hx", self.system.hx), ("Hu", self.system.Hu),
                          ("hu", self.system.hu), ("P", self.P), ("K", self.K))
         }
@@ -159,18 +168,22 @@ class DoubleIntegratorTask(Task):
         if self.safety_states.shape[0] == 0:
             raise InvalidInputError("the safety region S is empty on this grid: no grid state is certified by the backup")
         if cfg.rows == "lse":
-            lse = self._aggregate(torch.as_tensor(backup_rows[in_S])[None], "lse")[0].numpy()
+            lse = self._aggregate(torch.as_tensor(backup_rows[in_S])[None], "lse")[0].cpu().numpy()
             keep = lse <= 0
             self.train_states = self.safety_states[keep]
         else:
             self.train_states = self.safety_states
-        self._x_train = torch.as_tensor(self.train_states, dtype=torch.float64)
+        self._x_train = self._tensor(self.train_states)
         self.sample_states = self._sample_safe_states(cfg.n_samples, np.random.default_rng(seed))
-        self._x_samples = torch.as_tensor(self.sample_states)
-        self._u_expert = torch.as_tensor(self.expert(self.sample_states))
+        self._x_samples = self._tensor(self.sample_states)
+        self._u_expert = self._tensor(self.expert(self.sample_states))
         order = np.argsort(np.arctan2(self.sample_states[:, 1], self.sample_states[:, 0]), kind="stable")
-        self._sectors = torch.as_tensor(order)
+        self._sectors = torch.as_tensor(order, device=self.device)
         super().__init__(cfg, seed=seed)
+        self.policy.to(self.device)
+
+    def _tensor(self, value: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.array(value, dtype=np.float64), device=self.device)
 
     # ------------------------------------------------------------------ model pieces
     def build_policy(self) -> ResidualPolicy:
@@ -190,8 +203,8 @@ class DoubleIntegratorTask(Task):
 
     def rollout(self, thetas: np.ndarray | torch.Tensor, states: np.ndarray | torch.Tensor, horizon: int | None = None) -> Rollout:
         """Closed-loop rollouts of ``π_θ`` for parameter rows (B, d) from states (S, 2)."""
-        th = torch.as_tensor(np.atleast_2d(np.asarray(thetas, dtype=np.float64))) if not isinstance(thetas, torch.Tensor) else thetas
-        x0 = torch.as_tensor(np.asarray(states, dtype=np.float64)) if not isinstance(states, torch.Tensor) else states
+        th = self._tensor(np.atleast_2d(thetas)) if not isinstance(thetas, torch.Tensor) else thetas.to(self.device)
+        x0 = self._tensor(states) if not isinstance(states, torch.Tensor) else states.to(self.device)
         T = self.config.horizon if horizon is None else horizon
         params = self.policy.residual.unflatten(th)
         x0b = x0.unsqueeze(0).expand(th.shape[0], -1, -1)
@@ -212,7 +225,7 @@ class DoubleIntegratorTask(Task):
             u = cfg.expert_kp * (cfg.expert_target - x[..., 0:1]) - cfg.expert_kd * x[..., 1:2]
             return u.clamp(-cfg.u_max, cfg.u_max) if cfg.expert_saturate else u
 
-        return rollout(self._t["A"], self._t["B"], pol, torch.as_tensor(states, dtype=torch.float64)[None], T)
+        return rollout(self._t["A"], self._t["B"], pol, self._tensor(states)[None], T)
 
     def rollout_rows(self, ro: Rollout) -> torch.Tensor:
         """All constraint rows of rollouts, shape (B, S, T·(px + pu) + 1), ``≤ 0`` is safe."""
@@ -236,9 +249,9 @@ class DoubleIntegratorTask(Task):
     def _backup_rows(self, states: np.ndarray) -> np.ndarray:
         """Rollout rows of the backup ``u = Kx`` from ``states`` (S, 2): shape (S, R)."""
         with torch.no_grad():
-            x0 = torch.as_tensor(states, dtype=torch.float64)[None]
+            x0 = self._tensor(states)[None]
             ro = rollout(self._t["A"], self._t["B"], lambda x: x @ self._t["K"].T, x0, self.config.horizon)
-            return self.rollout_rows(ro)[0].numpy()
+            return self.rollout_rows(ro)[0].cpu().numpy()
 
     def _sample_safe_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
@@ -262,7 +275,7 @@ class DoubleIntegratorTask(Task):
         u = self.policy.forward_batched(t, self._x_samples)[0]
         loss = torch.mean(torch.sum((u - self._u_expert) ** 2, dim=-1))
         (grad,) = torch.autograd.grad(loss, t)
-        return float(loss.detach()), grad[0].numpy().copy()
+        return float(loss.detach()), grad[0].cpu().numpy().copy()
 
     def objective(self, theta: np.ndarray) -> float:
         with torch.no_grad():
@@ -276,13 +289,14 @@ class DoubleIntegratorTask(Task):
         per = torch.sum((u - self._u_expert) ** 2, dim=-1) / u.shape[0]
         blocks = torch.tensor_split(self._sectors, k)
         block_loss = torch.stack([per[idx].sum() for idx in blocks])
-        (g,) = torch.autograd.grad(block_loss, t, grad_outputs=torch.eye(k, dtype=block_loss.dtype), is_grads_batched=True)
-        return -g[:, 0, :].numpy().copy()
+        eye = torch.eye(k, dtype=block_loss.dtype, device=block_loss.device)
+        (g,) = torch.autograd.grad(block_loss, t, grad_outputs=eye, is_grads_batched=True)
+        return -g[:, 0, :].cpu().numpy().copy()
 
     def constraints(self, thetas: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             ro = self.rollout(thetas, self._x_train)
-            return self._aggregate(self.rollout_rows(ro), self.config.rows).numpy()
+            return self._aggregate(self.rollout_rows(ro), self.config.rows).cpu().numpy()
 
     def constraint_labels(self) -> list[str]:
         states = [f"x0=({p:+.3f},{v:+.3f})" for p, v in self.train_states]
@@ -314,7 +328,7 @@ class DoubleIntegratorTask(Task):
 
         with torch.no_grad():
             ro = self.rollout(theta[None], self.safety_states)
-        X, U = ro.states[0].numpy(), ro.inputs[0].numpy()
+        X, U = ro.states[0].cpu().numpy(), ro.inputs[0].cpu().numpy()
         s = self.system
         return [
             reach_avoid_claim(self.safety_states, X, U, s.Hx, s.hx, s.Hu, s.hu, self.P, self.gamma, iteration=iteration),
@@ -335,11 +349,11 @@ class DoubleIntegratorTask(Task):
         x0 = self.showcase_states()
         with torch.no_grad():
             trajs = {
-                "backup": self.rollout(thetas["θ0"][None], x0).states[0].numpy(),
-                "expert": self.expert_rollout(x0).states[0].numpy(),
-                "final policy": self.rollout(thetas["final"][None], x0).states[0].numpy(),
+                "backup": self.rollout(thetas["θ0"][None], x0).states[0].cpu().numpy(),
+                "expert": self.expert_rollout(x0).states[0].cpu().numpy(),
+                "final policy": self.rollout(thetas["final"][None], x0).states[0].cpu().numpy(),
             }
-            rows = self.rollout_rows(self.rollout(thetas["final"][None], self.grid_states))[0].numpy()
+            rows = self.rollout_rows(self.rollout(thetas["final"][None], self.grid_states))[0].cpu().numpy()
         learned = np.all(rows <= 0, axis=-1)
         fig = double_integrator_portrait(self, trajs, learned_set=learned,
                                          title="double integrator: backup, malicious expert and the SCPO policy")
