@@ -1,0 +1,156 @@
+"""Reading a run directory (DESIGN §8): ``scpo.load_run(RUN)``."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ..errors import RunDirectoryError
+from .files import SCHEMA_VERSION, flatten_tensors, read_checkpoint, read_jsonl, theta_sha256
+
+__all__ = ["Run", "load_run", "RunPaths"]
+
+_CKPT = re.compile(r"^theta_(\d{6,})\.safetensors$")
+
+
+class RunPaths:
+    """Where each file of a run directory lives."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.status = self.root / "run.json"
+        self.records = self.root / "certificates.jsonl"
+        self.base_certificate = self.root / "base_certificate.json"
+        self.checkpoints = self.root / "checkpoints"
+        self.state = self.root / "state"
+        self.figures = self.root / "figures"
+        self.certificates = self.root / "certificates"
+
+    def checkpoint(self, iteration: int) -> Path:
+        return self.checkpoints / f"theta_{iteration:06d}.safetensors"
+
+    def state_file(self, iteration: int) -> Path:
+        return self.state / f"projector_{iteration:06d}.safetensors"
+
+
+class Run:
+    """A training run on disk.
+
+    Attributes
+    ----------
+    path : Path
+    config : dict
+        The resolved configuration (``config.json``).
+    records : list of dict
+        The per-iteration certificate records (``certificates.jsonl``), complete lines only.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.paths = RunPaths(path)
+        self.path = self.paths.root
+        if not self.path.is_dir():
+            raise RunDirectoryError(f"run {str(self.path)!r}: expected a run directory, found none")
+        if not self.paths.config.is_file():
+            raise RunDirectoryError(f"run {str(self.path)!r}: config.json is missing (not an scpo run directory?)")
+        try:
+            self.config: dict[str, Any] = json.loads(self.paths.config.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunDirectoryError(f"run {str(self.path)!r}: config.json is not valid JSON ({exc})") from None
+        version = self.config.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RunDirectoryError(
+                f"run {str(self.path)!r}: config.json has schema_version {version!r}; this scpo reads {SCHEMA_VERSION}"
+            )
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, task={self.task_name!r}, iterations={len(self.records)})"
+
+    @property
+    def task_name(self) -> str:
+        return str(self.config["task"])
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        if not self.paths.records.is_file():
+            return []
+        records, _bad = read_jsonl(self.paths.records)
+        return records
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """``run.json``: whether the run finished, was interrupted or crashed, and resume events."""
+        try:
+            return json.loads(self.paths.status.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    @cached_property
+    def base_certificate(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.paths.base_certificate.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirectoryError(f"run {str(self.path)!r}: base_certificate.json unreadable ({exc})") from None
+
+    @property
+    def checkpoints(self) -> dict[int, Path]:
+        """Saved checkpoints by iteration."""
+        out: dict[int, Path] = {}
+        if self.paths.checkpoints.is_dir():
+            for p in self.paths.checkpoints.iterdir():
+                m = _CKPT.match(p.name)
+                if m:
+                    out[int(m.group(1))] = p
+        return dict(sorted(out.items()))
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return list(self.config["policy"]["parameter_names"])
+
+    def theta(self, iteration: int | None = None) -> np.ndarray:
+        """The flat parameters saved at ``iteration`` (default: the last checkpoint), shape (d,).
+
+        Raises
+        ------
+        RunDirectoryError
+            If no checkpoint exists for ``iteration`` (the message lists the saved ones).
+        """
+        ckpts = self.checkpoints
+        if not ckpts:
+            raise RunDirectoryError(f"run {str(self.path)!r}: no checkpoints saved")
+        if iteration is None:
+            iteration = max(ckpts)
+        if iteration not in ckpts:
+            saved = sorted(ckpts)
+            shown = ", ".join(map(str, saved[:10])) + (" …" if len(saved) > 10 else "")
+            raise RunDirectoryError(f"iteration: no checkpoint saved for iteration {iteration}; saved: {shown}")
+        tensors, _meta = read_checkpoint(ckpts[iteration])
+        return flatten_tensors(tensors, self.parameter_names)
+
+    def theta_hash(self, iteration: int | None = None) -> str:
+        return theta_sha256(self.theta(iteration))
+
+    @cached_property
+    def task(self):
+        """The task rebuilt from ``config.json`` (same seed, so the same ``θ₀`` architecture)."""
+        from ..tasks import make_task
+
+        return make_task(self.task_name, self.config.get("task_config"), seed=int(self.config["train"]["seed"]))
+
+    def policy(self, iteration: int | None = None) -> nn.Module:
+        """The policy at a saved ``iteration`` as a ``torch.nn.Module`` (default: last checkpoint)."""
+        return self.task.policy_at(self.theta(iteration))
+
+    def accepted_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("accepted")]
+
+
+def load_run(path: str | Path) -> Run:
+    """Open the run directory ``path`` written by ``scpo train``."""
+    return Run(path)
