@@ -188,6 +188,29 @@ def demo(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="Run directory written by scpo train.")]) -> None:
+    """Render RUN/report/: index.html, report.md, summary.json, iterations.csv and the PNG figures."""
+    from .reports.commands import report_command
+
+    raise typer.Exit(report_command(run))
+
+
+@app.command()
+def audit(
+    run: Annotated[Path, typer.Argument(help="Run directory to audit (trusted or not).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    iterations: Annotated[
+        Optional[str],
+        typer.Option("--iterations", help="Checkpoints to re-evaluate: all (default) or a list such as 0,10-20,100-1000:50,last."),
+    ] = None,
+) -> None:
+    """Re-verify a run's certificate chain from its files alone: exit 0 verified, 1 a check failed, 2 bad input."""
+    from .reports.commands import audit_command
+
+    raise typer.Exit(audit_command(run, json_out, iterations))
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
