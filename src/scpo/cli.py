@@ -189,6 +189,21 @@ def demo(
 
 
 @app.command()
+def reach(
+    task: Annotated[str, typer.Argument(help="Built-in linear task: double-integrator.")],
+    horizon: Annotated[int, typer.Option("--horizon", help="N: compute the 0…N-step sets.")] = 30,
+    run: Annotated[Optional[Path], typer.Option("--run", help="Run directory: add the learned policy's grid set.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="JSON file for the sets (H-representation) and claims.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG file with the nested sets.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-step progress lines.")] = False,
+) -> None:
+    """Exact backward reachable and invariant sets of the linear system, with checks and a plot."""
+    from .reachability.command import reach as _reach
+
+    _reach(task, horizon, run, out, plot, quiet)
+
+
+@app.command()
 def report(run: Annotated[Path, typer.Argument(help="Run directory written by scpo train.")]) -> None:
     """Render RUN/report/: index.html, report.md, summary.json, iterations.csv and the PNG figures."""
     from .reports.commands import report_command

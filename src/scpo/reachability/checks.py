@@ -1,0 +1,195 @@
+"""Independent checks of computed sets: steering LPs over input sequences and forward simulation.
+
+Nothing here uses the set recursions of :mod:`scpo.reachability.sets`; the constraints along a
+trajectory are written out directly, so agreement between the two is evidence that both are
+right.
+
+* :func:`steering_margin` — for a state ``x₀``, the largest ``s`` such that some inputs
+  ``u_0 … u_{N−1}`` satisfy every constraint row with slack ``s``:
+  ``Hx x_t ≤ hx − s`` (``t = 0 … N−1``), ``Hu u_t ≤ hu − s`` (``t = 0 … N−1``) and
+  ``H_T x_N ≤ h_T − s`` with ``x_t = Aᵗx₀ + Σ_{j<t} A^{t−1−j} B u_j`` (rows scaled to unit
+  norm). ``s ≥ 0`` iff ``x₀`` can be steered into ``T`` in ``N`` steps inside the constraints.
+* :func:`simulation_margin` — the same slack along the backup's own trajectory ``x_{t+1} =
+  (A + BK) x_t`` (no decision variables: a forward simulation).
+* :func:`membership_agreement` — sample points, classify them by a computed set (leaving out a
+  thin band around its boundary where the float sets cannot decide) and by the margins above,
+  and count disagreements. The result is an ``evaluated`` :class:`~scpo.evidence.Claim`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+
+from .._validate import as_array, check_int, check_nonnegative
+from ..errors import InvalidInputError, ShapeError
+from ..evidence import Claim, Level
+from ..systems import LinearSystem
+from .polytope import Polytope, bounding_box, normalize
+
+__all__ = ["steering_margin", "simulation_margin", "membership_agreement"]
+
+
+def _unit(H: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = np.linalg.norm(H, axis=1)
+    n = np.where(n > 0, n, 1.0)
+    return H / n[:, None], h / n
+
+
+def steering_margin(x0: np.ndarray, system: LinearSystem, target: Polytope, steps: int) -> float:
+    """Largest uniform slack of an input sequence steering ``x0`` into ``target`` in ``steps`` steps.
+
+    Solves the LP ``max s  s.t.  s ≤ 1`` and every constraint row (see the module docstring)
+    holds with slack ``s``, over ``u_0 … u_{N−1}`` and ``s`` (HiGHS). The LP is always feasible
+    (``s`` may be as negative as needed), so a non-optimal status is a solver failure.
+
+    Parameters
+    ----------
+    x0 : array_like, shape (n,)
+    system : LinearSystem
+    target : Polytope
+    steps : int
+        ``N ≥ 0``; with ``N = 0`` the margin is that of ``x0 ∈ target``.
+
+    Returns
+    -------
+    float
+        ``s*`` (``≥ 0``: steerable); ``nan`` if the LP failed (never counted as agreement).
+    """
+    x0 = as_array("x0", x0, shape=(system.n,))
+    steps = check_int("steps", steps, minimum=0)
+    if target.dim != system.n:
+        raise ShapeError(f"target: expected dimension {system.n}, got {target.dim}")
+    n, m, N = system.n, system.m, steps
+    A, B = system.A, system.B
+    Hx, hx = _unit(system.Hx, system.hx)
+    Hu, hu = _unit(system.Hu, system.hu)
+    T = normalize(target)
+    HT, hT = T.H, T.h
+    # x_t = F_t x0 + G_t u,  u = (u_0, …, u_{N−1}) ∈ R^{N m}
+    F = [np.eye(n)]
+    G = [np.zeros((n, N * m))]
+    for t in range(N):
+        F.append(A @ F[-1])
+        Gn = A @ G[-1]
+        Gn[:, t * m : (t + 1) * m] += B
+        G.append(Gn)
+    rows, rhs = [], []
+    for t in range(N):
+        rows.append(Hx @ G[t])
+        rhs.append(hx - Hx @ F[t] @ x0)
+        Gu = np.zeros((Hu.shape[0], N * m))
+        Gu[:, t * m : (t + 1) * m] = Hu
+        rows.append(Gu)
+        rhs.append(hu)
+    rows.append(HT @ G[N])
+    rhs.append(hT - HT @ F[N] @ x0)
+    Aub = np.vstack(rows) if rows else np.zeros((0, N * m))
+    bub = np.concatenate(rhs) if rhs else np.zeros(0)
+    # variables (u, s): rows·u + s ≤ rhs; maximise s
+    Afull = np.hstack([Aub, np.ones((Aub.shape[0], 1))])
+    c = np.zeros(N * m + 1)
+    c[-1] = -1.0
+    bounds = [(None, None)] * (N * m) + [(None, 1.0)]  # s ≤ 1 keeps the LP bounded; it is always feasible
+    res = scipy.optimize.linprog(c, A_ub=Afull, b_ub=bub, bounds=bounds, method="highs")
+    if res.status != 0:
+        return math.nan
+    return float(res.x[-1])
+
+
+def simulation_margin(x0: np.ndarray, system: LinearSystem, K: np.ndarray, target: Polytope, steps: int) -> float:
+    """Smallest slack of the backup's trajectory from ``x0``: ``min`` over the rows of ``Hx x_t ≤
+    hx`` and ``Hu K x_t ≤ hu`` (``t = 0 … N−1``) and ``H_T x_N ≤ h_T`` (unit rows), ``x_{t+1} =
+    (A + BK) x_t``. ``≥ 0`` iff the backup steers ``x0`` into ``target`` at step ``N`` inside the
+    constraints. Capped at 1 like :func:`steering_margin`."""
+    x0 = as_array("x0", x0, shape=(system.n,))
+    K = as_array("K", K, shape=(system.m, system.n))
+    steps = check_int("steps", steps, minimum=0)
+    Hx, hx = _unit(system.Hx, system.hx)
+    Hu, hu = _unit(system.Hu, system.hu)
+    T = normalize(target)
+    x = x0.copy()
+    worst = np.inf
+    for _ in range(steps):
+        u = K @ x
+        worst = min(worst, float(np.min(hx - Hx @ x)), float(np.min(hu - Hu @ u)))
+        x = system.A @ x + system.B @ u
+    if T.n_rows:
+        worst = min(worst, float(np.min(T.h - T.H @ x)))
+    if not np.isfinite(worst):
+        return 1.0 if worst > 0 else math.nan
+    return float(min(worst, 1.0))
+
+
+def membership_agreement(
+    computed: Polytope,
+    system: LinearSystem,
+    target: Polytope,
+    steps: int,
+    *,
+    K: np.ndarray | None = None,
+    samples: int = 200,
+    band: float = 1e-6,
+    region: Polytope | None = None,
+    seed: int = 0,
+    name: str = "membership_agreement",
+) -> Claim:
+    """Compare membership in ``computed`` with the steering LP (or the backup's simulation).
+
+    Points are drawn uniformly in the bounding box of ``region`` (default: the state
+    constraints). A point is *inside* if its unit-row residual in ``computed`` is ``≤ −band``,
+    *outside* if ``≥ band``; points in the band are left out (and counted). An inside point must
+    have margin ``≥ 0`` (it can be steered; with ``K``: the backup steers it), an outside point
+    margin ``< 0``. Each verdict is computed once by LP/simulation, independently of the set
+    recursion.
+
+    Returns
+    -------
+    Claim
+        Level ``evaluated``; fails on any disagreement or any failed LP.
+    """
+    samples = check_int("samples", samples, minimum=1)
+    band = check_nonnegative("band", band)
+    region = region if region is not None else Polytope(H=system.Hx, h=system.hx)
+    lo, hi = bounding_box(region)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise InvalidInputError("region: expected a bounded sampling region, got an unbounded one")
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(lo, hi, size=(samples, system.n))
+    res = computed.residual(pts)
+    inside, outside = res <= -band, res >= band
+    margins = np.full(samples, np.nan)
+    for j in np.flatnonzero(inside | outside):
+        margins[j] = (
+            simulation_margin(pts[j], system, K, target, steps) if K is not None else steering_margin(pts[j], system, target, steps)
+        )
+    bad_in = inside & ~(margins >= 0)
+    bad_out = outside & ~(margins < 0)
+    failed_lp = (inside | outside) & np.isnan(margins)
+    holds = not (bad_in.any() or bad_out.any() or failed_lp.any())
+    how = "forward simulation of the backup" if K is not None else "an LP over the input sequence"
+    details: dict[str, Any] = {
+        "samples": samples,
+        "inside": int(inside.sum()),
+        "outside": int(outside.sum()),
+        "left_out_in_boundary_band": int((~inside & ~outside).sum()),
+        "band": band,
+        "inside_not_steerable": int(bad_in.sum()),
+        "outside_but_steerable": int(bad_out.sum()),
+        "failed_lps": int(failed_lp.sum()),
+        "steps": steps,
+        "seed": seed,
+    }
+    if bad_in.any() or bad_out.any():
+        details["disagreeing_points"] = pts[bad_in | bad_out][:10].tolist()
+    return Claim(
+        name,
+        f"for {samples} uniform random states, membership in the computed {steps}-step set agrees with {how} "
+        f"(points within {band:g} of the boundary left out)",
+        Level.EVALUATED,
+        bool(holds),
+        details,
+    )

@@ -1,0 +1,603 @@
+"""H-polytopes ``{x : Hx ≤ h}`` as a small value type, with pure functions over them.
+
+Every decision here (emptiness, boundedness, redundancy, containment, support) is an LP solved
+with scipy's HiGHS; a status other than *optimal* never counts as a proof: a row whose
+redundancy LP fails is kept (keeping a row never changes the set), a containment whose LP fails
+is reported as not shown. Vertex enumeration and projection use pycddlib (``cdd``, the
+double-description method of cddlib, floating-point version); the projections are cleaned by the
+LP redundancy removal afterwards. Exact rational counterparts of the decisions needed for
+``exact`` claims live in :mod:`scpo.reachability.exact`.
+
+Tolerances are absolute, on rows scaled to unit Euclidean norm (``‖H_i‖₂ = 1``), so that
+``tol`` is a distance in the state space.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cdd
+import numpy as np
+import scipy.optimize
+
+from .._validate import as_array, check_nonnegative
+from ..errors import InvalidInputError, ShapeError, SolverError
+
+__all__ = [
+    "Polytope",
+    "DEFAULT_TOL",
+    "CONTAINMENT_TOL",
+    "box",
+    "whole_space",
+    "empty",
+    "normalize",
+    "intersect",
+    "preimage",
+    "reduce",
+    "chebyshev_center",
+    "is_empty",
+    "is_bounded",
+    "bounding_box",
+    "support",
+    "contains",
+    "equals",
+    "vertices",
+    "project",
+    "area",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOL = 1e-9
+"""Absolute tolerance (a distance, rows having unit norm) of redundancy removal and emptiness."""
+
+CONTAINMENT_TOL = 1e-7
+"""Absolute tolerance of LP containment decisions (and of the termination tests built on them):
+above the accuracy HiGHS delivers (its feasibility tolerances are set to 1e-9 here, and it drops
+matrix entries below 1e-9), so that ``contains(P, P)`` holds for every ``P``."""
+
+_HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}
+
+_ZERO_ROW = 1e-150  # rows with ‖H_i‖ below this are treated as 0·x ≤ h_i (only to avoid overflow)
+
+
+@dataclass(frozen=True, eq=False)
+class Polytope:
+    """``{x ∈ Rⁿ : H x ≤ h}`` (a polyhedron; "polytope" when bounded).
+
+    Attributes
+    ----------
+    H : ndarray, shape (p, n)
+        Row ``i`` is the normal of the half-space ``H_i x ≤ h_i``; ``p = 0`` is the whole space.
+    h : ndarray, shape (p,)
+
+    Raises
+    ------
+    ShapeError
+        ``H`` not 2-D, ``n = 0``, or ``h`` not of length ``p``.
+    NonFiniteError
+        NaN or infinity in ``H`` or ``h``.
+    """
+
+    H: np.ndarray
+    h: np.ndarray
+
+    def __post_init__(self) -> None:
+        H = as_array("H", self.H, ndim=2)
+        if H.shape[1] == 0:
+            raise ShapeError(f"H: expected at least one column (the state dimension), got shape {H.shape}")
+        h = as_array("h", self.h, shape=(H.shape[0],))
+        for name, val in (("H", H), ("h", h)):
+            val = val.copy()
+            val.flags.writeable = False
+            object.__setattr__(self, name, val)
+
+    @property
+    def dim(self) -> int:
+        """Dimension ``n`` of the ambient space."""
+        return int(self.H.shape[1])
+
+    @property
+    def n_rows(self) -> int:
+        """Number of inequalities ``p`` (facets, once :func:`reduce` has been applied)."""
+        return int(self.H.shape[0])
+
+    def residual(self, points: np.ndarray) -> np.ndarray:
+        """``max_i (H_i x − h_i)/‖H_i‖`` per point (≤ 0 inside), shape (S,); ``−inf`` with no rows.
+
+        Parameters
+        ----------
+        points : array_like, shape (S, n) or (n,)
+        """
+        X = as_array("points", np.atleast_2d(points), shape=(None, self.dim))
+        if self.n_rows == 0:
+            return np.full(X.shape[0], -np.inf)
+        norms = np.linalg.norm(self.H, axis=1)
+        norms = np.where(norms > _ZERO_ROW, norms, 1.0)
+        return np.max((X @ self.H.T - self.h) / norms, axis=1)
+
+    def contains_points(self, points: np.ndarray, tol: float = 0.0) -> np.ndarray:
+        """Whether each point satisfies every row up to ``tol`` (distance), shape (S,) of bool."""
+        return self.residual(points) <= tol
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"H": [[…]], "h": […], "dim": n, "rows": p}``."""
+        return {"dim": self.dim, "rows": self.n_rows, "H": self.H.tolist(), "h": self.h.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Polytope":
+        """Inverse of :meth:`to_dict`."""
+        H = np.asarray(data["H"], dtype=float).reshape(-1, int(data["dim"]))
+        return cls(H=H, h=np.asarray(data["h"], dtype=float))
+
+    def __repr__(self) -> str:
+        return f"Polytope(dim={self.dim}, rows={self.n_rows})"
+
+
+# ---------------------------------------------------------------------------- constructors
+def box(lower: Sequence[float] | np.ndarray, upper: Sequence[float] | np.ndarray) -> Polytope:
+    """The box ``{x : lower ≤ x ≤ upper}`` with rows ``+e_i`` then ``−e_i``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``lower_i > upper_i`` for some ``i`` (an empty box is refused as bad input).
+    """
+    lo = as_array("lower", lower, ndim=1)
+    hi = as_array("upper", upper, shape=(lo.size,))
+    if lo.size == 0:
+        raise ShapeError("lower: expected at least one coordinate, got none")
+    if np.any(lo > hi):
+        raise InvalidInputError(f"lower, upper: expected lower ≤ upper, got lower = {lo.tolist()}, upper = {hi.tolist()}")
+    n = lo.size
+    H = np.zeros((2 * n, n))
+    h = np.zeros(2 * n)
+    for i in range(n):
+        H[2 * i, i], h[2 * i] = 1.0, hi[i]
+        H[2 * i + 1, i], h[2 * i + 1] = -1.0, -lo[i]
+    return Polytope(H=H, h=h)
+
+
+def whole_space(n: int) -> Polytope:
+    """``Rⁿ`` (no rows)."""
+    return Polytope(H=np.zeros((0, int(n))), h=np.zeros(0))
+
+
+def empty(n: int) -> Polytope:
+    """The canonical empty set ``{x : 0·x ≤ −1}``."""
+    return Polytope(H=np.zeros((1, int(n))), h=np.array([-1.0]))
+
+
+def _same_dim(name_a: str, a: Polytope, name_b: str, b: Polytope) -> None:
+    if a.dim != b.dim:
+        raise ShapeError(f"{name_a}, {name_b}: expected polytopes of the same dimension, got {a.dim} and {b.dim}")
+
+
+def _check_polytope(name: str, P: Any) -> Polytope:
+    if not isinstance(P, Polytope):
+        raise InvalidInputError(f"{name}: expected a Polytope, got {type(P).__name__}")
+    return P
+
+
+# ---------------------------------------------------------------------------- pure set maps
+def normalize(P: Polytope) -> Polytope:
+    """Scale rows to unit norm, drop rows ``0·x ≤ h_i`` with ``h_i ≥ 0`` and exact duplicates.
+
+    Rows ``0·x ≤ h_i`` with ``h_i < 0`` make the set empty: then :func:`empty` is returned. The
+    set is unchanged (only positive row scalings, trivially true and duplicated rows removed).
+
+    Returns
+    -------
+    Polytope
+    """
+    P = _check_polytope("P", P)
+    if P.n_rows == 0:
+        return P
+    norms = np.linalg.norm(P.H, axis=1)
+    zero = norms <= _ZERO_ROW
+    if np.any(zero & (P.h < 0)):
+        return empty(P.dim)
+    H = P.H[~zero] / norms[~zero, None]
+    h = P.h[~zero] / norms[~zero]
+    if H.shape[0] == 0:
+        return whole_space(P.dim)
+    # exact duplicates of the normal: keep the tightest right-hand side
+    order = np.lexsort(np.vstack([h, H.T[::-1]]))
+    H, h = H[order], h[order]
+    keep = np.ones(H.shape[0], dtype=bool)
+    keep[1:] = np.any(H[1:] != H[:-1], axis=1)
+    return Polytope(H=H[keep], h=h[keep])
+
+
+def intersect(*polytopes: Polytope) -> Polytope:
+    """``P₁ ∩ P₂ ∩ …`` by stacking rows (not reduced).
+
+    Raises
+    ------
+    ShapeError
+        Polytopes of different dimensions.
+    """
+    if not polytopes:
+        raise InvalidInputError("polytopes: expected at least one polytope, got none")
+    first = _check_polytope("polytopes[0]", polytopes[0])
+    for i, P in enumerate(polytopes[1:], start=1):
+        _same_dim("polytopes[0]", first, f"polytopes[{i}]", _check_polytope(f"polytopes[{i}]", P))
+    return Polytope(H=np.vstack([P.H for P in polytopes]), h=np.concatenate([P.h for P in polytopes]))
+
+
+def preimage(P: Polytope, M: np.ndarray, c: np.ndarray | None = None) -> Polytope:
+    """Affine pre-image ``{x : M x + c ∈ P} = {x : (H M) x ≤ h − H c}`` (exact: rows are stacked).
+
+    Parameters
+    ----------
+    P : Polytope, dimension ``q``
+    M : array_like, shape (q, n)
+    c : array_like, shape (q,), optional (default 0)
+
+    Returns
+    -------
+    Polytope
+        Dimension ``n``, the same number of rows as ``P``.
+    """
+    P = _check_polytope("P", P)
+    M = as_array("M", M, ndim=2)
+    if M.shape[0] != P.dim:
+        raise ShapeError(f"M: expected {P.dim} rows to match P of dimension {P.dim}, got shape {M.shape}")
+    h = P.h.copy()
+    if c is not None:
+        c = as_array("c", c, shape=(P.dim,))
+        h = h - P.H @ c
+    return Polytope(H=P.H @ M, h=h)
+
+
+# ---------------------------------------------------------------------------- LPs
+@dataclass(frozen=True)
+class _LP:
+    status: int  # 0 optimal, 2 infeasible, 3 unbounded, other: failure
+    value: float
+    x: np.ndarray | None
+
+
+def _lp_max(c: np.ndarray, A: np.ndarray, b: np.ndarray, bounds: Any = None) -> _LP:
+    """``max cᵀz s.t. A z ≤ b`` with HiGHS (free variables unless ``bounds``)."""
+    n = c.size
+    if bounds is None:
+        bounds = [(None, None)] * n
+    if A.shape[0] == 0:
+        A = np.zeros((1, n))
+        b = np.zeros(1)
+    res = scipy.optimize.linprog(-c, A_ub=A, b_ub=b, bounds=bounds, method="highs", options=_HIGHS_OPTIONS)
+    if res.status == 0:
+        return _LP(0, float(-res.fun), np.asarray(res.x))
+    return _LP(int(res.status), math.nan, None)
+
+
+def chebyshev_center(P: Polytope) -> tuple[np.ndarray, float]:
+    """Centre and radius of the largest ball inside ``P``.
+
+    Solves ``max r  s.t.  H_i x + r ‖H_i‖ ≤ h_i`` (``r`` free): ``r < 0`` means ``P`` is empty
+    (the LP then measures how far the rows are from having a common point), ``r = 0`` a set with
+    empty interior.
+
+    Parameters
+    ----------
+    P : Polytope
+
+    Returns
+    -------
+    center : ndarray, shape (n,)
+    radius : float
+        ``inf`` when balls of any radius fit (e.g. a half-space), with ``center`` NaN.
+
+    Raises
+    ------
+    SolverError
+        HiGHS did not return an optimal solution.
+    """
+    P = normalize(P)
+    n = P.dim
+    if P.n_rows == 0:
+        return np.full(n, np.nan), math.inf
+    A = np.hstack([P.H, np.ones((P.n_rows, 1))])
+    c = np.zeros(n + 1)
+    c[-1] = 1.0
+    lp = _lp_max(c, A, P.h)
+    if lp.status == 3:
+        return np.full(n, np.nan), math.inf
+    if lp.status != 0:
+        raise SolverError(f"chebyshev_center: HiGHS returned status {lp.status} (not optimal)")
+    return lp.x[:n], float(lp.x[n])
+
+
+def is_empty(P: Polytope, tol: float = DEFAULT_TOL) -> bool:
+    """Whether ``P`` is empty: the Chebyshev radius is ``< −tol`` (see :func:`chebyshev_center`).
+
+    A set with empty interior (a point, a segment in the plane) is not empty.
+
+    Parameters
+    ----------
+    P : Polytope
+    tol : float
+        Distance by which the rows may miss a common point and still count as non-empty.
+    """
+    tol = check_nonnegative("tol", tol)
+    return chebyshev_center(P)[1] < -tol
+
+
+def bounding_box(P: Polytope) -> tuple[np.ndarray, np.ndarray]:
+    """``min / max x_i`` over ``P`` for every coordinate (2n LPs).
+
+    Returns
+    -------
+    lower, upper : ndarray, shape (n,)
+        ``±inf`` where ``P`` is unbounded in that direction.
+
+    Raises
+    ------
+    InvalidInputError
+        ``P`` is empty.
+    SolverError
+        An LP failed.
+    """
+    P = normalize(P)
+    n = P.dim
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    for i in range(n):
+        for sign in (1.0, -1.0):
+            c = np.zeros(n)
+            c[i] = sign
+            lp = _lp_max(c, P.H, P.h)
+            if lp.status == 2:
+                raise InvalidInputError("P: expected a non-empty polytope, got an empty one (its rows are infeasible)")
+            if lp.status == 3:
+                continue
+            if lp.status != 0:
+                raise SolverError(f"bounding_box: HiGHS returned status {lp.status} (not optimal)")
+            if sign > 0:
+                hi[i] = lp.value
+            else:
+                lo[i] = -lp.value
+    return lo, hi
+
+
+def is_bounded(P: Polytope) -> bool:
+    """Whether ``P`` is bounded: its recession cone ``{d : H d ≤ 0}`` is ``{0}``.
+
+    Decided by ``2n`` LPs ``max ±d_i s.t. H d ≤ 0, −1 ≤ d ≤ 1`` (any optimum > 0 is a direction
+    of unboundedness). The empty set counts as bounded.
+    """
+    P = normalize(P)
+    if is_empty(P):
+        return True
+    n = P.dim
+    for i in range(n):
+        for sign in (1.0, -1.0):
+            c = np.zeros(n)
+            c[i] = sign
+            lp = _lp_max(c, P.H, np.zeros(P.n_rows), bounds=[(-1.0, 1.0)] * n)
+            if lp.status != 0:
+                raise SolverError(f"is_bounded: HiGHS returned status {lp.status} (not optimal)")
+            if lp.value > 1e-9:
+                return False
+    return True
+
+
+def support(P: Polytope, direction: np.ndarray) -> float:
+    """``max { dᵀx : x ∈ P }``; ``+inf`` if unbounded, ``−inf`` if ``P`` is empty.
+
+    Parameters
+    ----------
+    P : Polytope
+    direction : array_like, shape (n,)
+
+    Raises
+    ------
+    SolverError
+        HiGHS failed for another reason.
+    """
+    P = _check_polytope("P", P)
+    d = as_array("direction", direction, shape=(P.dim,))
+    lp = _lp_max(d, P.H, P.h)
+    if lp.status == 2:
+        return -math.inf
+    if lp.status == 3:
+        return math.inf
+    if lp.status != 0:
+        raise SolverError(f"support: HiGHS returned status {lp.status} (not optimal)")
+    return lp.value
+
+
+def reduce(P: Polytope, tol: float = DEFAULT_TOL) -> Polytope:
+    """Remove redundant rows: the minimal H-representation of ``P`` (up to ``tol``).
+
+    After :func:`normalize`, row ``i`` is dropped when
+    ``max { H_i x : H_j x ≤ h_j, j ≠ i kept } ≤ h_i + tol`` (one LP per row, rows tested in
+    turn against the rows still kept, so removing one never invalidates another's test). A row
+    whose LP is not solved to optimality is kept. The set changes by at most ``tol`` (a distance)
+    along the normals of removed rows; with ``tol = 0`` only rows implied exactly (as far as
+    HiGHS can tell) are removed. With more than ``4n`` rows, rows that hold on the bounding box of
+    ``P`` (``2n`` LPs, the box padded by a relative 1e-7) are dropped first without their own LP.
+
+    Returns
+    -------
+    Polytope
+        :func:`empty` if the rows are infeasible (Chebyshev radius ``< −tol``).
+    """
+    tol = check_nonnegative("tol", tol)
+    P = normalize(P)
+    if P.n_rows == 0:
+        return P
+    if np.all(np.linalg.norm(P.H, axis=1) <= _ZERO_ROW):  # the canonical empty set
+        return P
+    if is_empty(P, tol):
+        return empty(P.dim)
+    keep = np.ones(P.n_rows, dtype=bool)
+    if P.n_rows > 4 * P.dim:
+        # Cheap pre-filter: rows that hold on a bounding box of P (inflated by 1e-7 against LP
+        # tolerances) are redundant; 2n LPs instead of one per such row.
+        lo, hi = bounding_box(P)
+        if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+            pad = 1e-7 * (1.0 + np.maximum(np.abs(lo), np.abs(hi)))
+            lo, hi = lo - pad, hi + pad
+            box_max = np.maximum(P.H * lo, P.H * hi).sum(axis=1)
+            keep &= ~(box_max <= P.h)
+            if not keep.any():  # cannot happen for a bounded set with rows; stay safe
+                keep[:] = True
+    for i in range(P.n_rows):
+        if not keep[i]:
+            continue
+        keep[i] = False
+        others = keep.copy()
+        if not others.any():
+            keep[i] = True
+            continue
+        A = np.vstack([P.H[others], P.H[i : i + 1]])
+        b = np.concatenate([P.h[others], [P.h[i] + 1.0]])
+        lp = _lp_max(P.H[i], A, b)
+        if not (lp.status == 0 and lp.value <= P.h[i] + tol):
+            keep[i] = True
+    return Polytope(H=P.H[keep], h=P.h[keep])
+
+
+def contains(outer: Polytope, inner: Polytope, tol: float = CONTAINMENT_TOL) -> bool:
+    """Whether ``inner ⊆ outer``, by one LP per row of ``outer`` (never by sampling).
+
+    ``inner ⊆ outer`` iff ``max { a_iᵀx : x ∈ inner } ≤ b_i`` for every row ``a_iᵀx ≤ b_i`` of
+    ``outer`` (rows of unit norm, accepted up to ``tol``). An empty ``inner`` is contained in
+    everything; an LP that is unbounded or not optimal gives ``False``.
+
+    Parameters
+    ----------
+    outer, inner : Polytope
+        Of the same dimension.
+    tol : float
+        Accepted excess (a distance); the default is above HiGHS's accuracy, see
+        :data:`CONTAINMENT_TOL`.
+
+    Returns
+    -------
+    bool
+    """
+    outer = normalize(_check_polytope("outer", outer))
+    inner = _check_polytope("inner", inner)
+    _same_dim("outer", outer, "inner", inner)
+    tol = check_nonnegative("tol", tol)
+    if is_empty(inner, tol=0.0):
+        return True
+    for a, b in zip(outer.H, outer.h):
+        lp = _lp_max(a, inner.H, inner.h)
+        if lp.status != 0 or not lp.value <= b + tol:
+            return False
+    return True
+
+
+def equals(P: Polytope, Q: Polytope, tol: float = CONTAINMENT_TOL) -> bool:
+    """``P ⊆ Q`` and ``Q ⊆ P`` (both by LP, see :func:`contains`)."""
+    return contains(P, Q, tol) and contains(Q, P, tol)
+
+
+# ---------------------------------------------------------------------------- cdd
+def _cdd_matrix(P: Polytope) -> Any:
+    # cddlib's H-representation: rows [b, −A] meaning b − A x ≥ 0.
+    return cdd.matrix_from_array(np.hstack([P.h[:, None], -P.H]), rep_type=cdd.RepType.INEQUALITY)
+
+
+def vertices(P: Polytope) -> np.ndarray:
+    """Vertices of a bounded polytope (cddlib double description, floating point).
+
+    Parameters
+    ----------
+    P : Polytope
+
+    Returns
+    -------
+    ndarray, shape (k, n)
+        ``k = 0`` for the empty set. For ``n = 2`` the vertices are ordered counter-clockwise
+        around their mean (ready for plotting and the shoelace formula).
+
+    Raises
+    ------
+    InvalidInputError
+        ``P`` is unbounded (the V-representation has rays or lines).
+    """
+    P = _check_polytope("P", P)
+    Pn = normalize(P)
+    if Pn.n_rows == 0:
+        raise InvalidInputError("P: expected a bounded polytope, got the whole space (no rows)")
+    if np.all(np.linalg.norm(Pn.H, axis=1) <= _ZERO_ROW) or is_empty(Pn):
+        return np.zeros((0, P.dim))
+    gen = cdd.copy_generators(cdd.polyhedron_from_matrix(_cdd_matrix(Pn)))
+    arr = np.asarray(gen.array, dtype=float).reshape(-1, P.dim + 1)
+    if gen.lin_set or np.any(arr[:, 0] == 0.0):
+        raise InvalidInputError("P: expected a bounded polytope, got an unbounded one (its V-representation has rays)")
+    V = arr[:, 1:] / arr[:, :1]
+    if P.dim == 2 and V.shape[0] > 2:
+        c = V.mean(axis=0)
+        V = V[np.argsort(np.arctan2(V[:, 1] - c[1], V[:, 0] - c[0]), kind="stable")]
+    return V
+
+
+def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) -> Polytope:
+    """Orthogonal projection ``{x_S : ∃ x_{¬S}, (x_S, x_{¬S}) ∈ P}`` onto the coordinates ``keep``.
+
+    Block elimination of the other coordinates by cddlib (the dual generators of the
+    double-description method, floating point), then :func:`reduce` with HiGHS.
+
+    Parameters
+    ----------
+    P : Polytope, dimension ``n``
+    keep : int or sequence of int
+        An int ``k`` keeps the first ``k`` coordinates; a sequence lists them (in order).
+
+    Returns
+    -------
+    Polytope
+        Dimension ``len(keep)``.
+    """
+    P = normalize(_check_polytope("P", P))
+    idx = list(range(keep)) if isinstance(keep, (int, np.integer)) else [int(i) for i in keep]
+    if not idx or len(set(idx)) != len(idx) or min(idx) < 0 or max(idx) >= P.dim:
+        raise InvalidInputError(f"keep: expected distinct coordinates in 0..{P.dim - 1}, got {keep!r}")
+    drop = [j for j in range(P.dim) if j not in idx]
+    if not drop:
+        return reduce(Polytope(H=P.H[:, idx], h=P.h), tol)
+    if np.all(np.linalg.norm(P.H, axis=1) <= _ZERO_ROW) or is_empty(P):
+        return empty(len(idx))
+    mat = cdd.block_elimination(_cdd_matrix(P), {j + 1 for j in drop})
+    kept_sorted = sorted(idx)
+    arr = np.asarray(mat.array, dtype=float)
+    if arr.size == 0:
+        return whole_space(len(idx))
+    if arr.ndim != 2 or arr.shape[1] != len(kept_sorted) + 1:
+        raise SolverError(f"project: cddlib returned a matrix of shape {arr.shape}, expected (*, {len(kept_sorted) + 1})")
+    lin = sorted(mat.lin_set)
+    A = np.vstack([arr, -arr[lin]]) if lin else arr  # equalities: both signs
+    cols = [1 + kept_sorted.index(j) for j in idx]
+    H = -A[:, cols]
+    return reduce(Polytope(H=H, h=A[:, 0]), tol)
+
+
+def area(P: Polytope) -> float:
+    """Area of a bounded 2-D polytope: the shoelace formula on its (cdd) vertices (float; for the
+    exact area of the stored rows see :func:`scpo.reachability.exact.exact_area`).
+
+    Parameters
+    ----------
+    P : Polytope, dimension 2
+
+    Raises
+    ------
+    ShapeError
+        ``P`` is not 2-D.
+    """
+    if _check_polytope("P", P).dim != 2:
+        raise ShapeError(f"P: expected a 2-D polytope for its area, got dimension {P.dim}")
+    V = vertices(P)
+    if V.shape[0] < 3:
+        return 0.0
+    x, y = V[:, 0], V[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))

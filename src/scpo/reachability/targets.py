@@ -1,0 +1,268 @@
+"""Polytopes around and inside the ellipsoidal terminal set ``X_f = {x : xᵀPx ≤ γ}``.
+
+``X_f`` is not a polytope, so the exact polytopic computations use a polytopic target and say
+which side of ``X_f`` it lies on:
+
+* **outer** ``T_out ⊇ X_f``: tangent half-spaces ``(L w_j)ᵀ x ≤ √γ`` for unit directions
+  ``w_j`` (``P = L Lᵀ``), intersected with ``X_cl``. Then ``R_k(X_f) ⊆ R_k(T_out)``: the
+  ``k``-step sets of ``T_out`` are *outer* approximations of those of ``X_f``.
+* **inner** ``T_in ⊆ X_f``: the tangent polytope scaled by ``c < 1`` so that its vertices lie in
+  ``X_f`` (for ``n = 2`` and ``M`` equally spaced directions ``c = cos(π/M)``, shrunk by a
+  relative 1e-9), then replaced by its maximal positively invariant subset under the backup
+  (Gilbert–Tan), so that ``T_in`` is invariant and the ``k``-step sets are nested. Then
+  ``R_k(T_in) ⊆ R_k(X_f)``: *inner* approximations.
+
+Both inclusions are proved exactly on the stored rows (:mod:`scpo.reachability.exact`): every
+vertex of ``T_in`` satisfies ``vᵀPv ≤ γ``; every row ``aᵀx ≤ b`` of ``T_out`` has ``b ≥ 0`` and
+``γ aᵀP⁻¹a ≤ b²``. A row whose float right-hand side misses the exact test by rounding is
+raised to the next float until it passes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._validate import as_array, check_int, check_positive
+from ..errors import CertificateError, InvalidInputError, ShapeError
+from ..evidence import Claim, Level
+from ..systems import LinearSystem
+from .exact import ellipsoid_in_polytope, exact_closed_loop, polytope_in_ellipsoid, polytope_in_polytope, solve_exact, to_fractions
+from .polytope import DEFAULT_TOL, Polytope, intersect, normalize, reduce, vertices
+from .sets import check_gain, check_system, closed_loop_constraints, maximal_positively_invariant
+
+__all__ = ["TerminalTarget", "ellipsoid_directions", "ellipsoid_outer_polytope", "ellipsoid_inner_polytope", "terminal_targets"]
+
+
+def _check_ellipsoid(P: Any, gamma: Any) -> tuple[np.ndarray, float]:
+    P = as_array("P", P, ndim=2)
+    if P.shape[0] != P.shape[1]:
+        raise ShapeError(f"P: expected a square matrix, got shape {P.shape}")
+    if not np.allclose(P, P.T, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(P).max()))):
+        raise InvalidInputError("P: expected a symmetric matrix")
+    if np.linalg.eigvalsh(0.5 * (P + P.T)).min() <= 0:
+        raise InvalidInputError("P: expected a positive definite matrix")
+    return P, check_positive("gamma", gamma)
+
+
+def ellipsoid_directions(n: int, count: int) -> np.ndarray:
+    """Unit directions ``w_j`` for the tangent polytopes, shape (M, n).
+
+    ``n = 1``: ``±1``. ``n = 2``: ``M = count`` angles ``2πj/M``. ``n ≥ 3``: the normalised
+    non-zero points of ``{−1, 0, 1}ⁿ`` (``count`` is ignored).
+    """
+    n = check_int("n", n, minimum=1)
+    if n == 1:
+        return np.array([[1.0], [-1.0]])
+    if n == 2:
+        count = check_int("directions", count, minimum=3)
+        th = 2 * np.pi * np.arange(count) / count
+        return np.stack([np.cos(th), np.sin(th)], axis=1)
+    pts = np.array([p for p in itertools.product((-1.0, 0.0, 1.0), repeat=n) if any(p)])
+    return pts / np.linalg.norm(pts, axis=1, keepdims=True)
+
+
+def _raise_until_outer(P: np.ndarray, gamma: float, H: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Raise ``h_i`` to the next floats until ``γ a_iᵀP⁻¹a_i ≤ h_i²`` holds exactly."""
+    Pq = to_fractions(P)
+    from fractions import Fraction
+
+    g = Fraction(float(gamma))
+    out = h.copy()
+    for i, a in enumerate(H):
+        aq = to_fractions(a)
+        need = g * sum(x * y for x, y in zip(aq, solve_exact(Pq, aq)))
+        for _ in range(64):
+            b = Fraction(float(out[i]))
+            if b >= 0 and b * b >= need:
+                break
+            out[i] = np.nextafter(out[i], np.inf)
+        else:  # pragma: no cover - 64 ulps always suffice for a correctly rounded sqrt
+            raise CertificateError(f"tangent row {i}: could not round its offset outward")
+    return out
+
+
+def ellipsoid_outer_polytope(P: np.ndarray, gamma: float, directions: int = 64) -> Polytope:
+    """Tangent polytope ``{x : (L w_j)ᵀ x ≤ √γ}`` ⊇ ``{xᵀPx ≤ γ}`` (``P = L Lᵀ``), proved exactly.
+
+    Parameters
+    ----------
+    P : array_like, shape (n, n), symmetric positive definite
+    gamma : float, > 0
+    directions : int
+        Number of tangent directions for ``n = 2`` (see :func:`ellipsoid_directions`).
+
+    Returns
+    -------
+    Polytope
+        One row per direction.
+    """
+    P, gamma = _check_ellipsoid(P, gamma)
+    L = np.linalg.cholesky(P)
+    W = ellipsoid_directions(P.shape[0], directions)
+    H = W @ L.T  # rows (L w)ᵀ
+    h = _raise_until_outer(P, gamma, H, np.full(H.shape[0], math.sqrt(gamma)))
+    return Polytope(H=H, h=h)
+
+
+def ellipsoid_inner_polytope(P: np.ndarray, gamma: float, directions: int = 64) -> Polytope:
+    """A polytope inside ``{xᵀPx ≤ γ}``: the tangent polytope scaled by ``c < 1``, proved exactly.
+
+    ``c = (1 − 1e-9) / max_v sqrt(vᵀPv/γ)`` over the (float) vertices ``v`` of the tangent
+    polytope (``= (1 − 1e-9) cos(π/M)`` for ``n = 2``). The inclusion is then checked on the
+    exact vertices; if it failed, ``c`` would be shrunk further (it does not for sane inputs).
+
+    Returns
+    -------
+    Polytope
+
+    Raises
+    ------
+    CertificateError
+        The exact inclusion could not be established (numerically degenerate ``P``).
+    """
+    P, gamma = _check_ellipsoid(P, gamma)
+    outer = ellipsoid_outer_polytope(P, gamma, directions)
+    V = vertices(outer) if P.shape[0] > 1 else np.array([[b / a[0]] for a, b in zip(outer.H, outer.h)])
+    worst = float(np.max(np.einsum("vi,ij,vj->v", V, P, V)) / gamma)
+    c = (1.0 - 1e-9) / math.sqrt(worst)
+    for _ in range(8):
+        inner = Polytope(H=outer.H, h=outer.h * c)
+        ok, _ = polytope_in_ellipsoid(inner, P, gamma)
+        if ok:
+            return inner
+        c *= 1.0 - 1e-6
+    raise CertificateError("ellipsoid_inner_polytope: could not prove the scaled polytope inside the ellipsoid")
+
+
+@dataclass(frozen=True)
+class TerminalTarget:
+    """A polytopic stand-in for ``X_f`` with its relation to ``X_f``.
+
+    Attributes
+    ----------
+    polytope : Polytope
+    relation : {"inner", "outer"}
+        ``polytope ⊆ X_f`` or ``polytope ⊇ X_f`` (proved, see ``claims``).
+    construction : str
+    claims : tuple of Claim
+        The exact inclusion (and, for the inner target, its invariance under the backup).
+    """
+
+    polytope: Polytope
+    relation: str
+    construction: str
+    claims: tuple[Claim, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description with the H-representation."""
+        return {
+            "relation": self.relation,
+            "meaning": (
+                "T ⊆ X_f: its k-step sets are inner approximations of those of X_f"
+                if self.relation == "inner"
+                else "T ⊇ X_f: its k-step sets are outer approximations of those of X_f"
+            ),
+            "construction": self.construction,
+            "facets": self.polytope.n_rows,
+            **self.polytope.to_dict(),
+            "claims": [c.to_dict() for c in self.claims],
+        }
+
+
+def terminal_targets(
+    system: LinearSystem,
+    K: np.ndarray,
+    P: np.ndarray,
+    gamma: float,
+    *,
+    directions: int = 64,
+    tol: float = DEFAULT_TOL,
+) -> tuple[TerminalTarget, TerminalTarget]:
+    """Inner and outer polytopic targets for ``X_f = {xᵀPx ≤ γ}`` (see the module docstring).
+
+    Parameters
+    ----------
+    system : LinearSystem
+    K : array_like, shape (m, n)
+        The backup gain (``X_f`` is assumed positively invariant under it; the inner target is
+        made invariant by Gilbert–Tan in any case).
+    P : array_like, shape (n, n)
+    gamma : float
+    directions : int
+    tol : float
+
+    Returns
+    -------
+    inner, outer : TerminalTarget
+    """
+    system = check_system(system)
+    K = check_gain(system, K)
+    P, gamma = _check_ellipsoid(P, gamma)
+    if P.shape[0] != system.n:
+        raise ShapeError(f"P: expected shape ({system.n}, {system.n}) to match the system, got {P.shape}")
+    Xcl = closed_loop_constraints(system, K, tol)
+    # outer
+    outer_poly = reduce(intersect(ellipsoid_outer_polytope(P, gamma, directions), Xcl), tol)
+    # The row scaling of reduce() rounds the offsets: round the tangent rows outward again where
+    # needed. Rows of X_cl are left as they are (if X_f does not fit in X_cl, the claim fails).
+    Xn = normalize(Xcl)
+    tangent = np.array([not np.any(np.all(np.abs(Xn.H - a) <= 1e-12, axis=1)) for a in outer_poly.H], dtype=bool)
+    h_out = outer_poly.h.copy()
+    if tangent.any():
+        h_out[tangent] = _raise_until_outer(P, gamma, outer_poly.H[tangent], outer_poly.h[tangent])
+    outer_poly = Polytope(H=outer_poly.H, h=h_out)
+    ok_o, worst_o = ellipsoid_in_polytope(P, gamma, outer_poly)
+    outer_claim = Claim(
+        "outer_target_contains_Xf",
+        "X_f = {xᵀPx ≤ γ} ⊆ T_out (every row aᵀx ≤ b of the stored T_out has b ≥ 0 and γ aᵀP⁻¹a ≤ b², rational arithmetic)",
+        Level.EXACT,
+        ok_o,
+        {"worst_support_minus_offset": worst_o, "facets": outer_poly.n_rows},
+    )
+    outer = TerminalTarget(
+        outer_poly,
+        "outer",
+        f"{ellipsoid_directions(system.n, directions).shape[0]} tangent half-spaces of X_f intersected with X_cl = {{x ∈ X : Kx ∈ U}}",
+        (outer_claim,),
+    )
+    # inner: scaled tangent polytope, then its maximal invariant subset under the backup
+    scaled = reduce(intersect(ellipsoid_inner_polytope(P, gamma, directions), Xcl), tol)
+    inv = maximal_positively_invariant(system.A + system.B @ K, scaled, max_steps=200, tol=tol)
+    inner_poly = inv.polytope
+    ok_i, worst_i = polytope_in_ellipsoid(inner_poly, P, gamma)
+    ok_inv, worst_inv = polytope_in_polytope(inner_poly, inner_poly, 0.0, M=exact_closed_loop(system.A, system.B, K))
+    claims = (
+        Claim(
+            "inner_target_inside_Xf",
+            "T_in ⊆ X_f = {xᵀPx ≤ γ} (every exact vertex v of the stored T_in has vᵀPv ≤ γ, rational arithmetic)",
+            Level.EXACT,
+            ok_i,
+            {"max_vPv_over_gamma": worst_i, "facets": inner_poly.n_rows},
+        ),
+        Claim(
+            "inner_target_invariant",
+            "(A+BK) T_in ⊆ T_in: the image of every exact vertex of the stored T_in under the exact A+BK satisfies "
+            "every row of T_in (rational arithmetic), so T_in is positively invariant under the backup and the "
+            "backup's k-step sets of T_in are nested",
+            Level.EXACT,
+            bool(ok_inv and inv.converged and not _empty_rows(inner_poly)),
+            {"worst_row_violation": worst_inv, "gilbert_tan_steps": inv.steps, "gilbert_tan": inv.message},
+        ),
+    )
+    inner = TerminalTarget(
+        inner_poly,
+        "inner",
+        f"maximal positively invariant subset, under the backup, of the tangent polytope of X_f scaled into X_f "
+        f"({ellipsoid_directions(system.n, directions).shape[0]} directions) intersected with X_cl",
+        claims,
+    )
+    return inner, outer
+
+
+def _empty_rows(P: Polytope) -> bool:
+    return bool(P.n_rows and np.all(np.linalg.norm(P.H, axis=1) == 0))
