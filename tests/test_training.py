@@ -169,3 +169,11 @@ def test_double_integrator_run_writes_certificates_and_figures(tmp_path):
     assert final["theta_sha256"] == run.records[-1]["theta_sha256"]
     assert {p.name for p in (out / "figures").iterdir()} == {"training_curves.png", "state_box.png"}
     assert res.quality_final["imitation_loss"] <= res.quality_initial["imitation_loss"]
+
+
+def test_zero_iterations_is_a_valid_run(tmp_path):
+    out = tmp_path / "run"
+    res = train(small_config(0), out)
+    run = load_run(out)
+    assert res.status == "finished" and run.records == [] and sorted(run.checkpoints) == [0]
+    assert (out / "figures" / "training_curves.png").is_file()

@@ -189,6 +189,20 @@ def demo(
 
 
 @app.command()
+def certify(
+    run: Annotated[Path, typer.Argument(help="Run directory written by scpo train.")],
+    iteration: Annotated[Optional[int], typer.Option("--iteration", help="Saved iteration (default: the last checkpoint).")] = None,
+    horizon: Annotated[Optional[int], typer.Option("--horizon", help="Rollout horizon T (default: the task's).")] = None,
+    min_width: Annotated[float, typer.Option("--min-width", help="Smallest box width the refinement splits down to.")] = 0.002,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Sound region certificate: bound every rollout constraint over boxes covering S (exit 0 all certified, 1 a box failed, 2 bad input)."""
+    from .certify.certify_command import certify_command, stderr_progress
+
+    raise typer.Exit(certify_command(run, iteration, horizon, min_width, progress=None if quiet else stderr_progress))
+
+
+@app.command()
 def reach(
     task: Annotated[str, typer.Argument(help="Built-in linear task: double-integrator.")],
     horizon: Annotated[int, typer.Option("--horizon", help="N: compute the 0…N-step sets.")] = 30,

@@ -5,10 +5,52 @@ Public names::
     zero_final_layer_claim   base case of the induction: zero final layer ⇒ π_θ0 ≡ π_safe (exact)
     backup_certificate       LQR backup: P ≻ 0, Lyapunov decrease, X_f inside the constraints (exact)
     is_positive_definite     exact LDLᵀ test on a rational matrix
+    bound_rollout            IBP / CROWN bounds of closed-loop rollouts over state boxes (sound)
+    certify_region           region certificate: boxes covering S, adaptive splitting (sound)
+    read_region_certificates region certificates saved in a run
 """
 
 from .backup import backup_certificate
 from .base_case import BASE_CASE_STATEMENT, zero_final_layer_claim
+from .bounds import (
+    ClosedLoop,
+    IntervalBounds,
+    LinearBounds,
+    Margin,
+    Network,
+    RolloutBounds,
+    as_boxes,
+    bound_rollout,
+    closed_loop_from_policy,
+    closed_loop_from_task,
+    ibp_network,
+    parameter_box,
+)
+from .certify_command import read_region_certificates
 from .exact import is_positive_definite, to_rational_matrix
+from .region import RegionConfig, RegionResult, certify_boxes, certify_region
 
-__all__ = ["BASE_CASE_STATEMENT", "backup_certificate", "is_positive_definite", "to_rational_matrix", "zero_final_layer_claim"]
+__all__ = [
+    "BASE_CASE_STATEMENT",
+    "ClosedLoop",
+    "IntervalBounds",
+    "LinearBounds",
+    "Margin",
+    "Network",
+    "RegionConfig",
+    "RegionResult",
+    "RolloutBounds",
+    "as_boxes",
+    "backup_certificate",
+    "bound_rollout",
+    "certify_boxes",
+    "certify_region",
+    "closed_loop_from_policy",
+    "closed_loop_from_task",
+    "ibp_network",
+    "is_positive_definite",
+    "parameter_box",
+    "read_region_certificates",
+    "to_rational_matrix",
+    "zero_final_layer_claim",
+]

@@ -36,9 +36,12 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> np.ndarray:
 
 
 def training_curves(records: Sequence[dict[str, Any]], *, title: str = "") -> Figure:
-    """Objective, evaluated vs predicted max constraint, ``L`` range and accepted/rejected steps."""
+    """Objective, evaluated vs predicted max constraint, ``L`` range and accepted/rejected steps.
+
+    With no records (a run of 0 iterations) the panels are drawn empty.
+    """
     it = _series(records, "iteration")
-    acc = np.array([bool(r.get("accepted")) for r in records])
+    acc = np.array([bool(r.get("accepted")) for r in records], dtype=bool)
     fig = Figure(figsize=(11, 7))
     ax = fig.subplots(2, 2)
     ax[0, 0].plot(it, _series(records, "objective"), color="tab:blue")
