@@ -240,6 +240,23 @@ def audit(
     raise typer.Exit(audit_command(run, json_out, iterations))
 
 
+@app.command()
+def bench(
+    which: Annotated[str, typer.Argument(help="methods | ablations | scaling | all.")] = "all",
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny budgets, one seed: a smoke test, not results.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the CSV and PNG files.")] = Path("bench-out"),
+    seed: Annotated[Optional[list[int]], typer.Option("--seed", help="Seed (repeatable); default: each script's own.")] = None,
+) -> None:
+    """Run the repository's benchmark scripts (each writes CSV + PNG and prints a table)."""
+    from .bench_command import bench_command
+
+    try:
+        code = bench_command(which, quick, out, seed or None)
+    except ScpoError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

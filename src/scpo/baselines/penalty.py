@@ -1,0 +1,318 @@
+"""Quadratic-penalty and augmented-Lagrangian training: the classic ways to trade objective for constraints.
+
+For ``min f(θ) s.t. g(θ) ≤ 0`` (``g : R^d → R^N``) the Powell–Hestenes–Rockafellar augmented
+Lagrangian for inequality constraints (Nocedal & Wright, *Numerical Optimization*, 2nd ed.,
+§17.4, eq. (17.65)) is
+
+    Φ_ρ(θ; λ) = f(θ) + (1 / 2ρ) Σᵢ [ max(0, λᵢ + ρ gᵢ(θ))² − λᵢ² ],
+    ∇_θ Φ_ρ(θ; λ) = ∇f(θ) + Σᵢ max(0, λᵢ + ρ gᵢ(θ)) ∇gᵢ(θ),
+
+with the multiplier update ``λᵢ ← max(0, λᵢ + ρ gᵢ(θ))`` after an (inexact) inner minimisation.
+With ``λ ≡ 0`` it is the quadratic penalty ``f + (ρ/2) Σᵢ max(0, gᵢ)²`` (N&W §17.1), whose
+minimiser approaches the constrained one as ``ρ → ∞``.
+
+The inner minimisation uses the same optimiser as the SCPO projector (Adam or SGD, with the
+same ``lr``), one step per iteration. Where the constraint term enters, its gradient
+``Σᵢ wᵢ ∇gᵢ`` (``wᵢ = max(0, λᵢ + ρ gᵢ)``) comes either from
+
+* ``gradient="zeroth-order"``: the two-point estimate ``Ĵᵀw`` of :mod:`scpo.baselines.common`
+  from ``n`` evaluations of ``g`` (the same information SCPO and LB-SGD get), or
+* ``gradient="autograd"``: automatic differentiation through a differentiable version of
+  ``g`` (a stronger oracle than the other methods get; label it as such in reports).
+
+When every ``wᵢ = 0`` (feasible and no active multiplier) the constraint term has zero
+gradient and no probe is spent: the method then trains exactly like unconstrained training.
+Every iterate is taken (a penalty method has no safety test); violating iterates are what the
+benchmarks count.
+
+Schedules, every ``update_every`` iterations: ``"quadratic"`` multiplies ``ρ`` by
+``rho_growth``; ``"augmented-lagrangian"`` updates ``λ`` and multiplies ``ρ`` by ``rho_growth``
+only when the largest violation did not fall below ``violation_decrease`` times its previous
+value (N&W Algorithm 17.4, in the simplified form of a fixed inner iteration count).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._validate import as_array, check_in, check_int, check_nonnegative, check_positive
+from ..errors import ConfigError, InvalidInputError, NonFiniteError, ShapeError
+from ..projector.directions import adam_direction, adam_init, sgd_direction
+from .common import DIRECTION_SAMPLERS, BaselineRecord, sample_directions, two_point_jacobian
+
+__all__ = ["PENALTY_METHODS", "PENALTY_GRADIENTS", "Penalty", "PenaltyConfig", "augmented_lagrangian"]
+
+PENALTY_METHODS = ("quadratic", "augmented-lagrangian")
+PENALTY_GRADIENTS = ("zeroth-order", "autograd")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PenaltyConfig:
+    """Settings of :class:`Penalty`.
+
+    Attributes
+    ----------
+    method : {"quadratic", "augmented-lagrangian"}
+    rho : float
+        Initial penalty parameter ``ρ``.
+    rho_growth : float
+        Factor ``≥ 1`` applied to ``ρ`` at an outer update (see the module docstring).
+    rho_max : float
+        Cap on ``ρ``.
+    update_every : int
+        Iterations between outer updates.
+    violation_decrease : float
+        Augmented Lagrangian: ``ρ`` grows when ``max g⁺`` did not fall below this fraction of
+        its value at the previous outer update.
+    gradient : {"zeroth-order", "autograd"}
+        Source of ``∇g`` (see the module docstring).
+    n_directions, nu, directions
+        Zeroth-order estimator: number of directions, sampling radius, sampler.
+    direction : {"adam", "sgd"}
+        Step rule on ``∇Φ``; ``lr, beta1, beta2, adam_eps`` as in
+        :class:`scpo.projector.ProjectorConfig`.
+    seed : int
+        Seeds the direction sampler.
+    """
+
+    method: str = "augmented-lagrangian"
+    rho: float = 10.0
+    rho_growth: float = 2.0
+    rho_max: float = 1e6
+    update_every: int = 50
+    violation_decrease: float = 0.25
+    gradient: str = "zeroth-order"
+    n_directions: int = 8
+    nu: float = 1e-3
+    directions: str = "sphere"
+    direction: str = "adam"
+    lr: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            check_in("method", self.method, PENALTY_METHODS)
+            check_positive("rho", self.rho)
+            if not check_positive("rho_growth", self.rho_growth) >= 1:
+                raise InvalidInputError(f"rho_growth: expected a number >= 1, got {self.rho_growth}")
+            if not check_positive("rho_max", self.rho_max) >= self.rho:
+                raise InvalidInputError(f"rho_max: expected a number >= rho = {self.rho}, got {self.rho_max}")
+            check_int("update_every", self.update_every, minimum=1)
+            v = check_nonnegative("violation_decrease", self.violation_decrease)
+            if not v < 1:
+                raise InvalidInputError(f"violation_decrease: expected a number in [0, 1), got {v}")
+            check_in("gradient", self.gradient, PENALTY_GRADIENTS)
+            check_int("n_directions", self.n_directions, minimum=1)
+            check_positive("nu", self.nu)
+            check_in("directions", self.directions, DIRECTION_SAMPLERS)
+            check_in("direction", self.direction, ("adam", "sgd"))
+            check_positive("lr", self.lr)
+            for name in ("beta1", "beta2"):
+                b = check_nonnegative(name, getattr(self, name))
+                if not b < 1:
+                    raise InvalidInputError(f"{name}: expected a number in [0, 1), got {b}")
+            check_positive("adam_eps", self.adam_eps)
+            check_int("seed", self.seed, minimum=0)
+        except InvalidInputError as exc:
+            raise ConfigError(f"PenaltyConfig.{exc}") from None
+
+
+def augmented_lagrangian(f: float, g: np.ndarray, lam: np.ndarray, rho: float) -> tuple[float, np.ndarray]:
+    """Value of ``Φ_ρ(θ; λ)`` and the weights ``w = max(0, λ + ρ g)`` of ``∇g`` in its gradient.
+
+    Parameters
+    ----------
+    f : float
+        ``f(θ)``.
+    g : ndarray, shape (N,)
+        ``g(θ)``.
+    lam : ndarray, shape (N,)
+        Multipliers ``λ ≥ 0``.
+    rho : float
+        ``ρ > 0``.
+
+    Returns
+    -------
+    value : float
+    w : ndarray, shape (N,)
+        ``∇_θ Φ = ∇f + Σᵢ wᵢ ∇gᵢ``.
+    """
+    w = np.maximum(0.0, lam + rho * g)
+    return f + float(np.sum(w * w - lam * lam)) / (2.0 * rho), w
+
+
+class Penalty:
+    """Quadratic penalty / augmented Lagrangian with Adam or SGD inner steps (module docstring).
+
+    Parameters
+    ----------
+    theta0 : ndarray, shape (d,)
+        Start (need not be feasible).
+    objective : callable
+        ``f(θ) -> float``.
+    objective_and_grad : callable
+        ``θ -> (f(θ), ∇f(θ))``.
+    constraints : callable
+        ``(B, d) -> (B, N)``.
+    config : PenaltyConfig
+    differentiable_constraints : callable, optional
+        ``torch.Tensor (d,) -> torch.Tensor (N,)``, differentiable; required by
+        ``gradient="autograd"``.
+    g0 : ndarray, shape (N,), optional
+        ``g(θ₀)`` if already evaluated.
+    """
+
+    def __init__(
+        self,
+        *,
+        theta0: np.ndarray,
+        objective: Callable[[np.ndarray], float],
+        objective_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
+        constraints: Callable[[np.ndarray], np.ndarray],
+        config: PenaltyConfig,
+        differentiable_constraints: Callable[[Any], Any] | None = None,
+        g0: np.ndarray | None = None,
+    ) -> None:
+        if not isinstance(config, PenaltyConfig):
+            raise TypeError(f"config: expected a PenaltyConfig, got {type(config).__name__}")
+        if config.gradient == "autograd" and differentiable_constraints is None:
+            raise InvalidInputError("differentiable_constraints: gradient='autograd' needs a differentiable constraint function")
+        self.config = config
+        self._theta = as_array("theta0", theta0, ndim=1).copy()
+        self.dim = self._theta.size
+        self._objective = objective
+        self._objective_and_grad = objective_and_grad
+        self._constraints = constraints
+        self._diff_constraints = differentiable_constraints
+        self._rng = np.random.default_rng(config.seed)
+        self.evaluations = 0
+        if g0 is None:
+            g0 = self._evaluate(self._theta[None, :])[0][0]
+        self._g = as_array("g(theta0)", g0, ndim=1, finite=False).copy()
+        self.n_constraints = self._g.size
+        self._f = float(objective(self._theta))
+        if not math.isfinite(self._f):
+            raise NonFiniteError(f"objective(theta0): expected a finite value, got {self._f}")
+        self.rho = config.rho
+        self.multipliers = np.zeros(self.n_constraints)
+        self._adam = adam_init(self.dim)
+        self._last_violation = float(np.max(np.maximum(self._g, 0.0)))
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def theta(self) -> np.ndarray:
+        """Current iterate, shape (d,) (a copy)."""
+        return self._theta.copy()
+
+    @property
+    def g(self) -> np.ndarray:
+        """``g(θ)`` at the current iterate, shape (N,) (a copy)."""
+        return self._g.copy()
+
+    @property
+    def objective_value(self) -> float:
+        """``f(θ)`` at the current iterate."""
+        return self._f
+
+    # ------------------------------------------------------------------ helpers
+    def _evaluate(self, thetas: np.ndarray) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        out = np.asarray(self._constraints(thetas), dtype=float)
+        self.evaluations += thetas.shape[0]
+        if out.ndim != 2 or out.shape[0] != thetas.shape[0]:
+            raise ShapeError(f"constraints: expected an array of shape ({thetas.shape[0]}, N), got {out.shape}")
+        return out, time.perf_counter() - t0
+
+    def _constraint_gradient(self, w: np.ndarray) -> tuple[np.ndarray, float]:
+        """``Σᵢ wᵢ ∇gᵢ(θ)`` (estimated or by autograd) and the evaluation time."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        if cfg.gradient == "autograd":
+            import torch
+
+            t = torch.as_tensor(self._theta, dtype=torch.float64).clone().requires_grad_(True)
+            g = self._diff_constraints(t)
+            if tuple(g.shape) != (self.n_constraints,):
+                raise ShapeError(f"differentiable_constraints: expected a tensor of shape ({self.n_constraints},), got {tuple(g.shape)}")
+            (grad,) = torch.autograd.grad(g, t, grad_outputs=torch.as_tensor(w, dtype=g.dtype, device=g.device))
+            self.evaluations += 1
+            return grad.detach().cpu().numpy().astype(float), time.perf_counter() - t0
+        U = sample_directions(self._rng, cfg.n_directions, self.dim, cfg.directions)
+        jac, G = two_point_jacobian(self._constraints, self._theta, self._g, U, cfg.nu)
+        self.evaluations += U.shape[0]
+        est = jac.vjp(w) if np.all(np.isfinite(G)) else np.full(self.dim, np.nan)
+        return est, time.perf_counter() - t0
+
+    def _outer_update(self) -> None:
+        cfg = self.config
+        violation = float(np.max(np.maximum(self._g, 0.0)))
+        if cfg.method == "quadratic":
+            self.rho = min(self.rho * cfg.rho_growth, cfg.rho_max)
+            return
+        self.multipliers = np.maximum(0.0, self.multipliers + self.rho * self._g)
+        if violation > cfg.violation_decrease * self._last_violation:
+            self.rho = min(self.rho * cfg.rho_growth, cfg.rho_max)
+        self._last_violation = violation
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self) -> BaselineRecord:
+        """One inner step on ``Φ_ρ(·; λ)``, then the outer update when it is due."""
+        cfg = self.config
+        t_start = time.perf_counter()
+        evals_before = self.evaluations
+        self.iteration += 1
+        t0 = time.perf_counter()
+        _, grad_f = self._objective_and_grad(self._theta)
+        grad = np.asarray(grad_f, dtype=float)
+        grad_time = time.perf_counter() - t0
+        if grad.shape != (self.dim,):
+            raise ShapeError(f"objective_and_grad: expected a gradient of shape ({self.dim},), got {grad.shape}")
+        merit, w = augmented_lagrangian(self._f, np.nan_to_num(self._g, nan=np.inf), self.multipliers, self.rho)
+        eval_time = 0.0
+        active = int(np.count_nonzero(w))
+        if active:
+            cg, eval_time = self._constraint_gradient(w)
+            grad = grad + cg
+        details = dict(rho=self.rho, merit=merit, active_rows=active, multiplier_max=float(np.max(self.multipliers)))
+
+        def record(accepted: bool, reason: str, step_norm: float = 0.0) -> BaselineRecord:
+            return BaselineRecord(
+                iteration=self.iteration,
+                accepted=accepted,
+                reason=reason,
+                objective=self._f,
+                max_constraint=float(np.max(self._g)),
+                step_norm=step_norm,
+                evaluations=self.evaluations - evals_before,
+                evaluation_time_s=eval_time,
+                gradient_time_s=grad_time,
+                wall_time_s=time.perf_counter() - t_start,
+                details=details,
+            )
+
+        if not np.all(np.isfinite(grad)):
+            return record(False, "nonfinite_gradient")
+        if cfg.direction == "sgd":
+            raw = sgd_direction(grad, cfg.lr)
+        else:
+            raw, self._adam = adam_direction(grad, self._adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.adam_eps)
+        cand = self._theta + raw
+        G, dt = self._evaluate(cand[None, :])
+        eval_time += dt
+        if G.shape != (1, self.n_constraints):
+            raise ShapeError(f"constraints: expected an array of shape (1, {self.n_constraints}), got {G.shape}")
+        self._theta, self._g = cand, G[0]
+        self._f = float(self._objective(cand))
+        if self.iteration % cfg.update_every == 0:
+            self._outer_update()
+        return record(True, "accepted", float(np.linalg.norm(raw)))
