@@ -177,3 +177,22 @@ def test_zero_iterations_is_a_valid_run(tmp_path):
     run = load_run(out)
     assert res.status == "finished" and run.records == [] and sorted(run.checkpoints) == [0]
     assert (out / "figures" / "training_curves.png").is_file()
+
+
+def test_certified_L_run_rejects_nothing_and_verifies(tmp_path):
+    # L_i from scpo.certify.certified_L over the ball of radius 0.05; every point (★) uses stays in
+    # that ball, so (★) is a sound bound: no prediction can fail and no step is rejected for safety.
+    from scpo.certify.lipschitz_command import verify_lipschitz_command
+
+    out = tmp_path / "cert"
+    cfg = resolve_config("regression", task_overrides={"hidden": [8], "n_train": 40, "n_grid": 40},
+                         projector_overrides={"L_mode": "certified", "certified_radius": 0.05, "lr": 0.05},
+                         train_overrides={"iterations": 6})
+    train(cfg, out)
+    run = load_run(out)
+    assert sum(r["prediction_failures"] for r in run.records) == 0
+    assert all(r["accepted"] for r in run.records)
+    assert max(r["step_norm"] for r in run.records) <= 0.05 * (1 + 1e-12)
+    assert verify_lipschitz_command(out, None, None, True) == 0  # every row certified
+    with pytest.raises(ConfigError, match="certified_radius"):
+        resolve_config("regression", projector_overrides={"L_mode": "certified"})

@@ -113,6 +113,10 @@ def train(
     direction: Annotated[Optional[str], typer.Option(help="Raw step rule: adam | sgd.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Save θ every K accepted iterations (0: first and last only).")] = None,
     no_projection: Annotated[bool, typer.Option("--no-projection", help="Unconstrained baseline: same optimiser, every raw step taken.")] = False,
+    certified_radius: Annotated[
+        Optional[float],
+        typer.Option("--certified-radius", help="Use certified L over a ball of this radius instead of the adaptive L (no step is then rejected for safety)."),
+    ] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file with sections task_config, projector, train.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ) -> None:
@@ -127,7 +131,7 @@ def train(
         if resume is not None:
             if out is not None:
                 raise InvalidInputError("--out and --resume: expected one of them, got both")
-            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config]
+            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius]
             if any(v is not None for v in others) or no_projection:
                 raise InvalidInputError("--resume: only --iterations may change when resuming; the run keeps its config.json")
             result = resume_run(resume, iterations=iterations, progress=progress)
@@ -141,6 +145,9 @@ def train(
                     proj[key] = val
             if no_projection:
                 proj["projection"] = False
+            if certified_radius is not None:
+                proj["L_mode"] = "certified"
+                proj["certified_radius"] = certified_radius
             tr: dict[str, Any] = {}
             for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every)):
                 if val is not None:
@@ -200,6 +207,19 @@ def certify(
     from .certify.certify_command import certify_command, stderr_progress
 
     raise typer.Exit(certify_command(run, iteration, horizon, min_width, progress=None if quiet else stderr_progress))
+
+
+@app.command("verify-lipschitz")
+def verify_lipschitz(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    iteration: Annotated[Optional[int], typer.Option("--iteration", help="Iteration K (default: latest with a saved projector state).")] = None,
+    radius: Annotated[Optional[float], typer.Option("--radius", help="L2 radius of the parameter region around θ_K (default: derived from the run).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+) -> None:
+    """Check the smoothness constants L a run used: sound upper and estimated lower bounds per row."""
+    from .certify.lipschitz_command import verify_lipschitz_command
+
+    raise typer.Exit(verify_lipschitz_command(run, iteration, radius, as_json))
 
 
 @app.command()

@@ -179,6 +179,12 @@ def _build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.
     directions = getattr(task, "block_gradients", None) if cfg.block_probes else None
     if cfg.block_probes and directions is None:
         raise ConfigError(f"projector.block_probes: task {task.name!r} provides no block gradients; set block_probes to 0")
+    provider = None
+    if cfg.L_mode == "certified":
+        from .certify.smoothness import certified_L
+
+        radius = float(cfg.certified_radius)
+        provider = lambda th: certified_L(task, th, radius, methods=("norm-chain",))  # noqa: E731
     return Projector(
         theta0=theta,
         objective=task.objective,
@@ -187,6 +193,7 @@ def _build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.
         config=cfg,
         g0=g,
         directions=directions,
+        L_provider=provider,
     )
 
 

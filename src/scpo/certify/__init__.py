@@ -8,6 +8,11 @@ Public names::
     bound_rollout            IBP / CROWN bounds of closed-loop rollouts over state boxes (sound)
     certify_region           region certificate: boxes covering S, adaptive splitting (sound)
     read_region_certificates region certificates saved in a run
+    smoothness_bounds        sound bounds on each row's Hessian norm over a parameter region
+    smoothness_lower_bounds  estimated lower bounds (power iteration, ascent, second differences)
+    certified_L              per-row L for the projector's certified mode
+    naive_lipschitz, lipsdp, local_lipschitz, state_lipschitz   state-Lipschitz constants
+    verify_lipschitz         verdict per row for the L a run used
 """
 
 from .backup import backup_certificate
@@ -28,10 +33,24 @@ from .bounds import (
 )
 from .certify_command import read_region_certificates
 from .exact import is_positive_definite, to_rational_matrix
+from .lipschitz import LipschitzBound, lipsdp, local_lipschitz, naive_lipschitz, state_lipschitz
+from .lipschitz_command import verify_lipschitz
 from .region import RegionConfig, RegionResult, certify_boxes, certify_region
+from .smoothness import Region, SmoothnessCertificate, certified_L, smoothness_bounds, smoothness_lower_bounds
 
 __all__ = [
     "BASE_CASE_STATEMENT",
+    "LipschitzBound",
+    "Region",
+    "SmoothnessCertificate",
+    "certified_L",
+    "lipsdp",
+    "local_lipschitz",
+    "naive_lipschitz",
+    "smoothness_bounds",
+    "smoothness_lower_bounds",
+    "state_lipschitz",
+    "verify_lipschitz",
     "ClosedLoop",
     "IntervalBounds",
     "LinearBounds",

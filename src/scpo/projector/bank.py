@@ -81,12 +81,15 @@ class Bank:
         self._offsets = np.vstack([self._offsets, offset[None]])[-self.capacity :]
         self._values = np.vstack([self._values, values[None]])[-self.capacity :]
 
-    def recentre(self, step: np.ndarray) -> None:
-        """Express every offset relative to ``θ + step`` and drop entries that became zero."""
+    def recentre(self, step: np.ndarray, *, max_norm: float | None = None) -> None:
+        """Express every offset relative to ``θ + step``; drop entries that became zero or, when
+        ``max_norm`` is given, longer than it (outside a trust region)."""
         self._offsets = self._offsets - step[None, :]
         norms = np.linalg.norm(self._offsets, axis=1)
         if norms.size:
             keep = norms > _DEGENERATE_RTOL * max(float(norms.max()), 1e-300)
+            if max_norm is not None:
+                keep &= norms <= max_norm
             self._offsets = self._offsets[keep]
             self._values = self._values[keep]
 

@@ -10,6 +10,7 @@ from ..errors import ConfigError, InvalidInputError
 __all__ = ["ProjectorConfig", "DIRECTIONS", "SOLVERS"]
 
 DIRECTIONS = ("adam", "sgd")
+L_MODES = ("adaptive", "certified")
 SOLVERS = ("auto", "clarabel", "mosek", "scs")
 
 
@@ -38,6 +39,14 @@ class ProjectorConfig:
         Floor for ``L_i`` when decaying.
     L_fixed : bool
         Keep ``L`` fixed at ``L_init`` (a prediction failure then only rejects the try).
+    L_mode : {"adaptive", "certified"}
+        ``adaptive``: ``L`` starts at ``L_init`` and grows on prediction failures (DESIGN §3).
+        ``certified``: before every step ``L`` is set to a sound bound on each row's Hessian norm
+        over the ball of radius ``certified_radius`` around ``θ`` (``scpo.certify.certified_L``),
+        and every point (★) uses is kept inside that ball (probes, bank offsets and the step are
+        capped at the radius), so (★) is a sound bound and no step is rejected for safety.
+    certified_radius : float or None
+        Radius of that ball (required for ``L_mode="certified"``).
     max_tries : int
         Re-solves allowed per iteration after prediction failures before the iteration is rejected.
     max_backtracks : int
@@ -76,6 +85,8 @@ class ProjectorConfig:
     L_decay: float = 1.0
     L_min: float = 1e-6
     L_fixed: bool = False
+    L_mode: str = "adaptive"
+    certified_radius: float | None = None
     max_tries: int = 5
     max_backtracks: int = 4
     armijo: float = 1e-4
@@ -110,6 +121,15 @@ class ProjectorConfig:
             check_int("refresh", self.refresh, minimum=0, maximum=self.bank_size)
             check_int("block_probes", self.block_probes, minimum=0, maximum=self.bank_size - 1)
             check_in("solver", self.solver, SOLVERS)
+            check_in("L_mode", self.L_mode, L_MODES)
+            if self.L_mode == "certified":
+                if self.certified_radius is None:
+                    raise ConfigError("certified_radius: expected a positive radius with L_mode='certified', got None")
+                check_positive("certified_radius", self.certified_radius)
+                if not self.projection:
+                    raise ConfigError("L_mode: 'certified' needs projection=true")
+            elif self.certified_radius is not None:
+                check_positive("certified_radius", self.certified_radius)
             check_int("working_set", self.working_set, minimum=8)
             if not isinstance(self.L_fixed, bool) or not isinstance(self.projection, bool):
                 raise ConfigError("L_fixed, projection: expected true or false")

@@ -120,6 +120,10 @@ class Projector:
         ``(θ, k) -> (k, d)`` extra probe directions (see ``ProjectorConfig.block_probes``).
     L0 : ndarray, shape (N,), optional
         Initial per-row smoothness constants (e.g. certified ones); default ``config.L_init``.
+    L_provider : callable, optional
+        ``θ -> L (N,)``: sound per-row constants over the ball of radius
+        ``config.certified_radius`` around ``θ`` (required with ``L_mode="certified"``); called at
+        the start and after every accepted step.
 
     Raises
     ------
@@ -140,6 +144,7 @@ class Projector:
         g0: np.ndarray | None = None,
         directions: Callable[[np.ndarray, int], np.ndarray] | None = None,
         L0: np.ndarray | None = None,
+        L_provider: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if not isinstance(config, ProjectorConfig):
             raise TypeError(f"config: expected a ProjectorConfig, got {type(config).__name__}")
@@ -168,7 +173,13 @@ class Projector:
         self._f = float(objective(self._theta))
         if not np.isfinite(self._f):
             raise NonFiniteError(f"objective(theta0): expected a finite value, got {self._f}")
-        if L0 is None:
+        self._L_provider = L_provider
+        self._trust = config.certified_radius if config.L_mode == "certified" else None
+        if config.L_mode == "certified" and L_provider is None:
+            raise InvalidInputError("L_provider: L_mode='certified' needs a function θ -> certified L (see scpo.certify.certified_L)")
+        if L_provider is not None:
+            self.L = self._certified_L(self._theta)
+        elif L0 is None:
             self.L = np.full(self.n_constraints, config.L_init)
         else:
             self.L = as_array("L0", L0, shape=(self.n_constraints,)).copy()
@@ -178,6 +189,12 @@ class Projector:
         self.socp = ProjectionSOCP(config.solver, config.working_set)
         self._adam: AdamState = adam_init(self.dim)
         self.iteration = 0
+
+    def _certified_L(self, theta: np.ndarray) -> np.ndarray:
+        L = as_array("L_provider(theta)", self._L_provider(theta), shape=(self.n_constraints,))
+        if not np.all(L > 0):
+            raise InvalidInputError(f"L_provider(theta): expected positive constants, got minimum {float(np.min(L))}")
+        return L.copy()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -215,6 +232,8 @@ class Projector:
 
     def _probe_offset(self, direction: np.ndarray) -> np.ndarray:
         r = self.config.probe_radius
+        if self._trust is not None:
+            r = self._trust if r is None else min(r, self._trust)
         norm = float(np.linalg.norm(direction))
         if r is None or norm <= r:
             return direction.copy()
@@ -337,6 +356,8 @@ class Projector:
             # Re-check (★) with ‖Δ‖² computed in parameter space, not from the Gram matrix.
             a1, a2 = bound_coefficients(H, self.L, norms, res.coef, float(step @ step))
             scale = max_feasible_scale(self._g, a1, a2)
+            if self._trust is not None and np.linalg.norm(step) * scale > self._trust:
+                scale *= self._trust / (np.linalg.norm(step) * scale)  # stay inside the certified ball
             coef, step = res.coef * scale, step * scale
             a1, a2 = bound_coefficients(H, self.L, norms, coef, float(step @ step))
             info["feasibility_scale"] = res.scale * scale
@@ -374,7 +395,7 @@ class Projector:
                     tries += 1
                     info["prediction_failures"] += int(np.any(over))
                     bad = over | unsafe
-                    if not cfg.L_fixed:
+                    if not (cfg.L_fixed or cfg.L_mode == "certified"):
                         need = required_L(G, self._g, H, norms, alpha * coef, float(cand_offset @ cand_offset))
                         need = np.where(np.isfinite(need), need, 0.0)
                         self.L[bad] = np.maximum(self.L[bad] * cfg.L_growth, need[bad] * cfg.L_growth)
@@ -389,8 +410,10 @@ class Projector:
                     self._theta = cand
                     self._g = G
                     self._f = f_c
-                    self.bank.recentre(cand_offset)
-                    if cfg.L_decay < 1.0 and not cfg.L_fixed:
+                    self.bank.recentre(cand_offset, max_norm=self._trust)
+                    if self._L_provider is not None:
+                        self.L = self._certified_L(self._theta)
+                    elif cfg.L_decay < 1.0 and not cfg.L_fixed:
                         self.L = np.maximum(self.L * cfg.L_decay, cfg.L_min)
                     eval_time += self._refresh(cand_offset)
                     return finish(
@@ -465,6 +488,8 @@ class Projector:
         self._theta = as_array("theta", state["theta"], shape=(self.dim,)).copy()
         self._g = as_array("g", state["g"], shape=(self.n_constraints,)).copy()
         self.L = as_array("L", state["L"], shape=(self.n_constraints,)).copy()
+        if self._L_provider is not None:
+            self.L = self._certified_L(self._theta)  # certified constants are recomputed, never trusted from disk
         counters = np.asarray(state["counters"], dtype=np.int64)
         self.iteration, adam_count, self.evaluations = (int(v) for v in counters)
         self._adam = AdamState(
