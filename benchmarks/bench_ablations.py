@@ -3,9 +3,8 @@
     python benchmarks/bench_ablations.py [--quick] [--seeds 0 1 2] [--out bench-out]
         [--studies bank grid L rows] [--tasks regression double-integrator]
 
-Every run of a study has the same budget of constraint evaluations: half of
-``bench_methods.py``'s (regression 4,500, double integrator 900; quick: 90 and 27), to keep the
-plain-bank runs (about one evaluation per iteration) affordable. Each run reports the final objective, accepted
+Every run of a study has the same budget of constraint evaluations as ``bench_methods.py``
+(regression 3,000, double integrator 450; quick: 90 and 27). Each run reports the final objective, accepted
 iterates violating on the training grid and on a finer grid, rejected iterations, prediction
 failures of (★), the final largest ``L`` and the time per iteration.
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_methods as bm  # noqa: E402  (sibling script)
 
 STUDIES = ("bank", "grid", "L", "rows")
-BUDGETS = {"regression": 4500, "double-integrator": 900}
+BUDGETS = {"regression": 3000, "double-integrator": 450}
 QUICK_BUDGETS = {"regression": 90, "double-integrator": 27}
 FINE_GRID = 197  # 4 × (50 − 1) + 1: nested with the default 50×50 grid
 

@@ -1,9 +1,10 @@
-"""Double integrator with a malicious expert: SCPO vs plain imitation, row modes, rollout cost, demo time.
+"""Double integrator with a malicious expert: SCPO vs plain imitation, rollout cost, demo time.
 
-    python benchmarks/bench_double_integrator.py [--seeds 0 1 2 3 4] [--iterations 200] [--out bench-out]
+    python benchmarks/bench_double_integrator.py [--seeds 0 1 2 3 4] [--iterations 150] [--out bench-out]
     python benchmarks/bench_double_integrator.py --part rollout      # rollout timings only
-    python benchmarks/bench_double_integrator.py --part rows         # per-row vs max vs lse
     python benchmarks/bench_double_integrator.py --part demo         # wall time of `scpo demo`
+
+(Per-row vs aggregated constraint rows: ``benchmarks/bench_ablations.py --studies rows``.)
 
 Parts:
 
@@ -11,13 +12,11 @@ Parts:
   on several seeds: imitation loss of the backup, the final SCPO policy and plain imitation side by
   side, accepted iterates violating on the safety grid (and the first one for plain imitation,
   with the number of grid states that fail there), reach-avoid at the final SCPO iterate.
-* ``rows``: the constraint-row modes (per-row, max, log-sum-exp at two temperatures) on one seed:
-  SOCP solve time per iteration, final imitation loss, rejected iterations.
 * ``rollout``: batched rollout time for 2,500 initial states × T = 50 with a 2-64-64-1 tanh
   residual (float64 and float32, 1 and 2 threads).
 * ``demo``: wall time of ``scpo demo`` (run as a subprocess).
 
-Writes di_compare.csv, di_rows.csv, di_rollout.csv and di_compare.png.
+Writes di_compare.csv, di_rollout.csv and di_compare.png.
 """
 
 from __future__ import annotations
@@ -121,23 +120,6 @@ def part_compare(args) -> None:
     fig.savefig(args.out / "di_compare.png", dpi=120)
 
 
-def part_rows(args) -> None:
-    variants = {
-        "max": {"rows": "max"},
-        "per-row": {"rows": "per-row"},
-        "lse (τ=0.02)": {"rows": "lse", "lse_temperature": 0.02},
-        "lse (τ=0.005)": {"rows": "lse", "lse_temperature": 0.005},
-    }
-    rows = []
-    print(f"{'rows':>14} {'N':>8} {'proj. ms/it':>11} {'final/backup':>12} {'rejected':>8} {'time':>6}")
-    for name, tk in variants.items():
-        r = run(args.seeds[0], args.iterations, True, task_overrides=tk)
-        r["variant"] = name
-        rows.append(r)
-        print(f"{name:>14} {r['N']:>8} {r['median_projection_ms']:11.1f} {r['ratio_to_backup']:12.3f} {r['rejected_iterations']:>8} {r['wall_s']:5.0f}s", flush=True)
-    _write(args.out / "di_rows.csv", rows)
-
-
 def part_rollout(args) -> None:
     import torch
 
@@ -189,9 +171,9 @@ def part_demo(args) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["compare", "rows", "rollout", "demo", "all"], default="all")
+    ap.add_argument("--part", choices=["compare", "rollout", "demo", "all"], default="all")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--iterations", type=int, default=150)
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
     args = ap.parse_args(argv)
     import torch
@@ -199,7 +181,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    parts = ["rollout", "rows", "compare", "demo"] if args.part == "all" else [args.part]
+    parts = ["rollout", "compare", "demo"] if args.part == "all" else [args.part]
     for part in parts:
         print(f"\n== {part}")
         globals()[f"part_{part}"](args)
