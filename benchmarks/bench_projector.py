@@ -106,7 +106,6 @@ def bench_regression(iterations, seed=0):
     ev = np.array([r.evaluation_time_s for r in recs])
     gr = np.array([r.gradient_time_s for r in recs])
     pr = np.array([r.solve_time_s + r.setup_time_s for r in recs])
-    # block-gradient directions are computed inside the iteration but outside gradient_time_s
     other = wall - ev - gr - pr
     return {
         "iterations": iterations,

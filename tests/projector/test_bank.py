@@ -57,3 +57,47 @@ def test_bad_entries_are_rejected():
         bank.add(np.ones(3), np.array([0.0, np.nan]))
     with pytest.raises(InvalidInputError, match="bank size >= 1"):
         Bank(0, 3, 2)
+
+
+def _reference_bank(capacity, ops):
+    """The bank's contract written as plain lists (reference for the buffered implementation):
+    drop entries (anti)parallel to a new one, keep the newest ``capacity``, recentre by steps."""
+    offs, vals = [], []
+    for kind, a, b in ops:
+        if kind == "add":
+            u = a / np.linalg.norm(a)
+            kept = [(o, v) for o, v in zip(offs, vals) if abs(o @ u / np.linalg.norm(o)) < 1.0 - 1e-8]
+            offs, vals = [o for o, _ in kept] + [a], [v for _, v in kept] + [b]
+            offs, vals = offs[-capacity:], vals[-capacity:]
+        else:
+            offs = [o - a for o in offs]
+    return np.array(offs), np.array(vals)
+
+
+def test_long_sequences_match_the_list_reference(rng):
+    # Many more appends than capacity + spare rows, with parallel entries and recentring mixed
+    # in, so that eviction, compaction of the buffer and dropping all happen.
+    capacity, d, n = 4, 6, 3
+    bank = Bank(capacity, d, n)
+    ops = []
+    for k in range(60):
+        if k % 7 == 3 and ops:
+            o = -2.5 * ops[-1][1] if ops[-1][0] == "add" else rng.normal(size=d)  # parallel to the last entry
+        else:
+            o = rng.normal(size=d)
+        ops.append(("add", o, rng.normal(size=n)))
+        bank.add(o, ops[-1][2])
+        if k % 5 == 4:
+            s = 0.1 * rng.normal(size=d)
+            ops.append(("step", s, None))
+            bank.recentre(s)
+        ref_o, ref_v = _reference_bank(capacity, ops)
+        np.testing.assert_allclose(bank.offsets, ref_o, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(bank.values, ref_v)
+        norms, _, _ = bank.geometry(np.ones(d))
+        np.testing.assert_allclose(norms, np.linalg.norm(ref_o, axis=1), rtol=1e-15)
+    state = bank.state()
+    other = Bank(capacity, d, n)
+    other.load_state(state)
+    np.testing.assert_array_equal(other.offsets, bank.offsets)
+    np.testing.assert_array_equal(other.values, bank.values)

@@ -15,6 +15,8 @@ _DEGENERATE_RTOL = 1e-9
 # A new entry whose direction is this close to an older one replaces it: two almost parallel
 # columns add no information but make the SOCP ill-conditioned.
 _PARALLEL_COS = 1.0 - 1e-8
+# Spare buffer rows beyond the capacity (one data move per this many appends once full).
+_SPARE_ROWS = 8
 
 
 class Bank:
@@ -39,22 +41,49 @@ class Bank:
         self.capacity = int(capacity)
         self.dim = int(dim)
         self.n_constraints = int(n_constraints)
-        self._offsets = np.zeros((0, self.dim))
-        self._values = np.zeros((0, self.n_constraints))
+        # Entries live in rows [lo, hi) of preallocated buffers, oldest first, with a few spare
+        # rows so that appending and evicting move no data until the spare rows run out: at
+        # d = 10⁶ a copy of the bank costs more than the SOCP. Norms are cached per entry.
+        rows = self.capacity + _SPARE_ROWS
+        self._off = np.zeros((rows, self.dim))
+        self._val = np.zeros((rows, self.n_constraints))
+        self._nrm = np.zeros(rows)
+        self._lo = self._hi = 0
+
+    @property
+    def _offsets(self) -> np.ndarray:
+        return self._off[self._lo : self._hi]
+
+    @property
+    def _values(self) -> np.ndarray:
+        return self._val[self._lo : self._hi]
+
+    @property
+    def _norms(self) -> np.ndarray:
+        return self._nrm[self._lo : self._hi]
+
+    def _set(self, offsets: np.ndarray, values: np.ndarray, norms: np.ndarray | None = None) -> None:
+        """Replace the entries by ``offsets`` (k, d) and ``values`` (k, N), stored from row 0."""
+        k = offsets.shape[0]
+        self._off[:k] = offsets
+        self._val[:k] = values
+        self._nrm[:k] = np.linalg.norm(offsets, axis=1) if norms is None else norms
+        self._lo, self._hi = 0, k
 
     def __len__(self) -> int:
-        return self._offsets.shape[0]
+        return self._hi - self._lo
 
     @property
     def offsets(self) -> np.ndarray:
-        """ndarray, shape (size, d): the offsets ``δ_k`` (read-only view)."""
+        """ndarray, shape (size, d): the offsets ``δ_k`` (read-only view; later changes of the
+        bank may overwrite it, copy it to keep it)."""
         v = self._offsets.view()
         v.flags.writeable = False
         return v
 
     @property
     def values(self) -> np.ndarray:
-        """ndarray, shape (size, N): the evaluated ``g(θ + δ_k)`` (read-only view)."""
+        """ndarray, shape (size, N): the evaluated ``g(θ + δ_k)`` (read-only view, as ``offsets``)."""
         v = self._values.view()
         v.flags.writeable = False
         return v
@@ -75,28 +104,42 @@ class Bank:
             raise InvalidInputError("offset: expected a non-zero offset, got the zero vector")
         if len(self):
             unit = offset / np.linalg.norm(offset)
-            cos = (self._offsets @ unit) / np.linalg.norm(self._offsets, axis=1)
+            cos = (self._offsets @ unit) / self._norms
             keep = np.abs(cos) < _PARALLEL_COS
-            self._offsets, self._values = self._offsets[keep], self._values[keep]
-        self._offsets = np.vstack([self._offsets, offset[None]])[-self.capacity :]
-        self._values = np.vstack([self._values, values[None]])[-self.capacity :]
+            if not keep.all():
+                self._set(self._offsets[keep], self._values[keep], self._norms[keep])
+        if self._hi == self._off.shape[0]:
+            self._set(self._offsets, self._values, self._norms)  # overlapping copy: numpy buffers it
+        self._off[self._hi] = offset
+        self._val[self._hi] = values
+        self._nrm[self._hi] = np.linalg.norm(offset[None, :], axis=1)[0]
+        self._hi += 1
+        if len(self) > self.capacity:
+            self._lo += 1
 
     def recentre(self, step: np.ndarray, *, max_norm: float | None = None) -> None:
         """Express every offset relative to ``θ + step``; drop entries that became zero or, when
         ``max_norm`` is given, longer than it (outside a trust region)."""
-        self._offsets = self._offsets - step[None, :]
-        norms = np.linalg.norm(self._offsets, axis=1)
-        if norms.size:
-            keep = norms > _DEGENERATE_RTOL * max(float(norms.max()), 1e-300)
-            if max_norm is not None:
-                keep &= norms <= max_norm
-            self._offsets = self._offsets[keep]
-            self._values = self._values[keep]
+        if not len(self):
+            return
+        offsets = self._offsets
+        offsets -= step[None, :]
+        norms = np.linalg.norm(offsets, axis=1)
+        self._nrm[self._lo : self._hi] = norms
+        keep = norms > _DEGENERATE_RTOL * max(float(norms.max()), 1e-300)
+        if max_norm is not None:
+            keep &= norms <= max_norm
+        if not keep.all():
+            self._set(offsets[keep], self._values[keep], norms[keep])
 
     def replace(self, index: int, offset: np.ndarray, values: np.ndarray) -> None:
         """Overwrite entry ``index`` (used when re-probing a direction at the current ``θ``)."""
-        self._offsets[index] = as_array("offset", offset, shape=(self.dim,))
-        self._values[index] = as_array("values", values, shape=(self.n_constraints,))
+        if not -len(self) <= index < len(self):
+            raise InvalidInputError(f"index: expected an entry index in [{-len(self)}, {len(self)}), got {index}")
+        row = self._lo + (index % len(self))
+        self._off[row] = as_array("offset", offset, shape=(self.dim,))
+        self._val[row] = as_array("values", values, shape=(self.n_constraints,))
+        self._nrm[row] = np.linalg.norm(self._off[row][None, :], axis=1)[0]
 
     def geometry(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Quantities the SOCP needs in the normalised coordinates of :mod:`scpo.projector.inner`.
@@ -115,19 +158,17 @@ class Bank:
         q : ndarray, shape (m,)
             ``⟨δ_k/n_k, Δ_raw⟩``.
         """
-        norms = np.linalg.norm(self._offsets, axis=1)
+        norms = self._norms.copy()
         unit = self._offsets / norms[:, None]
         return norms, unit @ unit.T, unit @ raw
 
     def difference_quotients(self, g: np.ndarray) -> np.ndarray:
         """``H_ik = (G_ki − g_i) / n_k``, shape (N, m)."""
-        norms = np.linalg.norm(self._offsets, axis=1)
-        return ((self._values - g[None, :]) / norms[:, None]).T
+        return ((self._values - g[None, :]) / self._norms[:, None]).T
 
     def step(self, coef: np.ndarray) -> np.ndarray:
         """The parameter step ``Δ = Σ_k c_k δ_k / n_k`` for normalised coefficients, shape (d,)."""
-        norms = np.linalg.norm(self._offsets, axis=1)
-        return (coef / norms) @ self._offsets
+        return (coef / self._norms) @ self._offsets
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that reproduce this bank (for resuming a run)."""
@@ -139,4 +180,4 @@ class Bank:
         values = as_array("bank_values", state["bank_values"], shape=(offsets.shape[0], self.n_constraints))
         if offsets.shape[0] > self.capacity:
             raise InvalidInputError(f"bank_offsets: expected at most {self.capacity} entries, got {offsets.shape[0]}")
-        self._offsets, self._values = offsets.copy(), values.copy()
+        self._set(offsets, values)

@@ -319,7 +319,9 @@ class Projector:
         probe = self._probe_offset(raw)
         probes = [probe]
         if cfg.block_probes and self._directions is not None:
+            t0 = time.perf_counter()
             extra = np.asarray(self._directions(self._theta, cfg.block_probes), dtype=float)
+            info["gradient_time_s"] += time.perf_counter() - t0  # block gradients are gradients too
             if extra.ndim != 2 or extra.shape[1] != self.dim:
                 raise ShapeError(f"directions: expected an array of shape (k, {self.dim}), got {extra.shape}")
             if cfg.direction == "adam" and self._adam.count:

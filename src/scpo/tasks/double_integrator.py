@@ -67,10 +67,11 @@ class DoubleIntegratorConfig:
         States of ``S`` on which the imitation loss is averaged.
     rows : {"per-row", "max", "lse"}
         How the rollout rows enter the projector. ``per-row`` is the default: on the benchmark
-        (``benchmarks/bench_double_integrator.py --part rows``) it reached the same imitation loss
-        as ``max`` with far fewer rejected iterations (the max has kinks where the maximising row
-        switches, which a short probe reads as a huge ``L``), and log-sum-exp was much more
-        conservative.
+        (``benchmarks/bench_ablations.py --studies rows``, seed 0, 450 evaluations of ``g``) it
+        reached the lowest imitation loss (0.474 of the backup's, against 0.536 for ``max`` and
+        0.906 for ``lse`` with ``τ = 0.02``). The max has kinks where the maximising row switches,
+        which (★) reads as a large ``L`` (``L_max`` 102 against 48, and 44 prediction failures
+        against 12); the log-sum-exp is a smooth but conservative upper bound of the max.
     lse_temperature : float
         ``τ`` of the log-sum-exp rows.
     hidden : tuple of int
