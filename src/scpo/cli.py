@@ -232,9 +232,9 @@ def reach(
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-step progress lines.")] = False,
 ) -> None:
     """Exact backward reachable and invariant sets of the linear system, with checks and a plot."""
-    from .reachability.command import reach as _reach
+    from .reachability.command import reach_command, stdout_progress
 
-    _reach(task, horizon, run, out, plot, quiet)
+    raise typer.Exit(reach_command(task, horizon, run, out, plot, progress=None if quiet else stdout_progress))
 
 
 @app.command()

@@ -1,29 +1,18 @@
-"""``scpo reach``: the plain function and the typer command, in-process."""
+"""``scpo reach``: the plain function and the command of scpo's CLI, in-process."""
 
 import json
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from scpo.reachability.command import reach, reach_command
+from scpo.cli import app as scpo_app
+from scpo.reachability.command import reach_command
 from scpo.reachability.exact import exact_area
 from scpo.reachability.polytope import Polytope, equals
 from scpo.tasks.double_integrator import DoubleIntegratorConfig, DoubleIntegratorTask
 
 runner = CliRunner()
-
-
-def cli() -> typer.Typer:
-    app = typer.Typer(add_completion=False)
-    app.command(name="reach")(reach)
-
-    @app.callback()
-    def _main() -> None:  # keeps "reach" a sub-command, as in scpo's app
-        pass
-
-    return app
 
 
 def small_task(**kw):
@@ -80,7 +69,7 @@ def test_a_failed_claim_gives_exit_code_1(tmp_path):
 
 
 def test_cli_bad_input_exit_code_2(tmp_path):
-    app = cli()
+    app = scpo_app
     res = runner.invoke(app, ["reach", "pendulum", "--horizon", "3"])
     assert res.exit_code == 2 and "task: expected one of 'double-integrator'" in res.output, res.output
     res = runner.invoke(app, ["reach", "double-integrator", "--horizon", "0"])

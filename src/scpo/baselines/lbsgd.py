@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from .._iterate import IterateState
 from .._validate import as_array, check_in, check_int, check_positive
 from ..errors import ConfigError, InvalidInputError, NonFiniteError, ShapeError, UnsafeStartError
 from .common import DIRECTION_SAMPLERS, BaselineRecord, sample_directions, two_point_jacobian
@@ -187,7 +188,7 @@ def lbsgd_step_size(
     return min(gamma_safe, gamma_smooth), gamma_safe, gamma_smooth
 
 
-class LBSGD:
+class LBSGD(IterateState):
     """LB-SGD with zeroth-order constraint gradients (see the module docstring).
 
     Parameters
@@ -234,11 +235,7 @@ class LBSGD:
         self._rng = np.random.default_rng(config.seed)
         self.evaluations = 0
         if g0 is None:
-            g0 = np.asarray(constraints(self._theta[None, :]), dtype=float)
-            self.evaluations += 1
-            if g0.ndim != 2 or g0.shape[0] != 1:
-                raise ShapeError(f"constraints: expected an array of shape (1, N) for one parameter vector, got {g0.shape}")
-            g0 = g0[0]
+            g0 = self._evaluate(self._theta[None, :], check_n=False)[0][0]
         g0 = as_array("g(theta0)", g0, ndim=1)
         if not np.all(g0 < 0):
             raise UnsafeStartError(
@@ -257,21 +254,6 @@ class LBSGD:
         self._stopped: str | None = None
 
     # ------------------------------------------------------------------ state
-    @property
-    def theta(self) -> np.ndarray:
-        """Current iterate, shape (d,) (a copy)."""
-        return self._theta.copy()
-
-    @property
-    def g(self) -> np.ndarray:
-        """``g(θ)`` at the current iterate, shape (N,) (a copy)."""
-        return self._g.copy()
-
-    @property
-    def objective_value(self) -> float:
-        """``f(θ)`` at the current iterate."""
-        return self._f
-
     @property
     def eta(self) -> float:
         """Barrier parameter of the next iteration: ``η₀ · eta_decay^⌊t / T_k⌋``."""
@@ -357,12 +339,8 @@ class LBSGD:
         gamma, gamma_safe, gamma_smooth = lbsgd_step_size(alpha, theta_hat, self.M, cfg.M0, eta, gnorm)
 
         cand = self._theta - gamma * direction
-        t0 = time.perf_counter()
-        g_new = np.asarray(self._constraints(cand[None, :]), dtype=float)
-        eval_time += time.perf_counter() - t0
-        self.evaluations += 1
-        if g_new.shape != (1, self.n_constraints):
-            raise ShapeError(f"constraints: expected an array of shape (1, {self.n_constraints}), got {g_new.shape}")
+        g_new, dt = self._evaluate(cand[None, :])
+        eval_time += dt
         self._theta = cand
         self._g = g_new[0]
         self._f = float(self._objective(cand))

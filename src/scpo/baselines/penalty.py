@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .._iterate import IterateState
 from .._validate import as_array, check_in, check_int, check_nonnegative, check_positive
 from ..errors import ConfigError, InvalidInputError, NonFiniteError, ShapeError
 from ..projector.directions import adam_direction, adam_init, sgd_direction
@@ -150,7 +151,7 @@ def augmented_lagrangian(f: float, g: np.ndarray, lam: np.ndarray, rho: float) -
     return f + float(np.sum(w * w - lam * lam)) / (2.0 * rho), w
 
 
-class Penalty:
+class Penalty(IterateState):
     """Quadratic penalty / augmented Lagrangian with Adam or SGD inner steps (module docstring).
 
     Parameters
@@ -196,7 +197,7 @@ class Penalty:
         self._rng = np.random.default_rng(config.seed)
         self.evaluations = 0
         if g0 is None:
-            g0 = self._evaluate(self._theta[None, :])[0][0]
+            g0 = self._evaluate(self._theta[None, :], check_n=False)[0][0]
         self._g = as_array("g(theta0)", g0, ndim=1, finite=False).copy()
         self.n_constraints = self._g.size
         self._f = float(objective(self._theta))
@@ -208,31 +209,7 @@ class Penalty:
         self._last_violation = float(np.max(np.maximum(self._g, 0.0)))
         self.iteration = 0
 
-    # ------------------------------------------------------------------ state
-    @property
-    def theta(self) -> np.ndarray:
-        """Current iterate, shape (d,) (a copy)."""
-        return self._theta.copy()
-
-    @property
-    def g(self) -> np.ndarray:
-        """``g(θ)`` at the current iterate, shape (N,) (a copy)."""
-        return self._g.copy()
-
-    @property
-    def objective_value(self) -> float:
-        """``f(θ)`` at the current iterate."""
-        return self._f
-
     # ------------------------------------------------------------------ helpers
-    def _evaluate(self, thetas: np.ndarray) -> tuple[np.ndarray, float]:
-        t0 = time.perf_counter()
-        out = np.asarray(self._constraints(thetas), dtype=float)
-        self.evaluations += thetas.shape[0]
-        if out.ndim != 2 or out.shape[0] != thetas.shape[0]:
-            raise ShapeError(f"constraints: expected an array of shape ({thetas.shape[0]}, N), got {out.shape}")
-        return out, time.perf_counter() - t0
-
     def _constraint_gradient(self, w: np.ndarray) -> tuple[np.ndarray, float]:
         """``Σᵢ wᵢ ∇gᵢ(θ)`` (estimated or by autograd) and the evaluation time."""
         cfg = self.config

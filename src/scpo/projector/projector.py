@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._iterate import IterateState
 from .._validate import as_array
 from ..errors import InvalidInputError, NonFiniteError, ShapeError, SolverError, UnsafeStartError
 from .bank import Bank
@@ -100,7 +101,7 @@ class StepRecord:
         return asdict(self)
 
 
-class Projector:
+class Projector(IterateState):
     """Safe first-order training by projection onto the inner approximation (★).
 
     Parameters
@@ -196,33 +197,7 @@ class Projector:
             raise InvalidInputError(f"L_provider(theta): expected positive constants, got minimum {float(np.min(L))}")
         return L.copy()
 
-    # ------------------------------------------------------------------ properties
-    @property
-    def theta(self) -> np.ndarray:
-        """Current iterate, shape (d,) (a copy)."""
-        return self._theta.copy()
-
-    @property
-    def g(self) -> np.ndarray:
-        """``g(θ)`` at the current iterate, shape (N,) (a copy)."""
-        return self._g.copy()
-
-    @property
-    def objective_value(self) -> float:
-        """``f(θ)`` at the current iterate."""
-        return self._f
-
     # ------------------------------------------------------------------ helpers
-    def _evaluate(self, thetas: np.ndarray, *, check_n: bool = True) -> tuple[np.ndarray, float]:
-        t0 = time.perf_counter()
-        out = np.asarray(self._constraints(thetas), dtype=float)
-        elapsed = time.perf_counter() - t0
-        self.evaluations += thetas.shape[0]
-        if out.ndim != 2 or out.shape[0] != thetas.shape[0] or (check_n and out.shape[1] != self.n_constraints):
-            want = f"({thetas.shape[0]}, {self.n_constraints if check_n else 'N'})"
-            raise ShapeError(f"constraints: expected an array of shape {want} for {thetas.shape[0]} parameter vector(s), got {out.shape}")
-        return out, elapsed
-
     def _raw_step(self, grad: np.ndarray) -> np.ndarray:
         cfg = self.config
         if cfg.direction == "sgd":

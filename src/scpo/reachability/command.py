@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import typer
 
@@ -26,7 +26,7 @@ REACH_TASKS = ("double-integrator",)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _default_progress(info: dict[str, Any]) -> None:
+def stdout_progress(info: dict[str, Any]) -> None:
     typer.echo(
         f"  {info['stage']:<22} step {info['step']:>4}/{info['total']}: {info['facets']:>4} facets ({info['seconds'] * 1e3:.0f} ms)",
         err=True,
@@ -203,16 +203,3 @@ def reach_command(
         echo(f"  wrote {plot}")
     return EXIT_OK if report.ok else EXIT_FAILED
 
-
-def reach(
-    task: Annotated[str, typer.Argument(help="Built-in linear task: double-integrator.")],
-    horizon: Annotated[int, typer.Option("--horizon", help="N: compute the 0…N-step sets.")] = 30,
-    run: Annotated[Optional[Path], typer.Option("--run", help="Run directory: add the learned policy's grid set.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="JSON file for the sets (H-representation) and claims.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG file with the nested sets.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-step progress lines.")] = False,
-) -> None:
-    """Exact backward reachable and invariant sets of the linear system, with checks and a plot."""
-    code = reach_command(task, horizon, run, out, plot, progress=None if quiet else _default_progress)
-    if code != EXIT_OK:
-        raise typer.Exit(code)
