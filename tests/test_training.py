@@ -111,6 +111,10 @@ def test_checkpoint_every_zero_keeps_first_and_last(tmp_path):
     last_accepted = max(r["iteration"] for r in run.accepted_records())
     assert sorted(run.checkpoints) == [0, last_accepted]
     assert run.theta_hash() == run.records[-1]["theta_sha256"]
+    # The last iteration of this seeded run is accepted: its checkpoint is written in the loop and
+    # its record names the file (a rejected last iteration leaves the earlier record's null).
+    assert run.records[-1]["accepted"] and last_accepted == 5
+    assert run.records[-1]["checkpoint"] == "checkpoints/theta_000005.safetensors"
 
 
 def test_unprojected_baseline_records_its_violations(tmp_path):

@@ -270,7 +270,8 @@ def _loop(
             theta = projector.theta
             child = theta_sha256(theta)
             ckpt = None
-            if rec.accepted and cfg.checkpoint_every and rec.iteration % cfg.checkpoint_every == 0:
+            last = projector.iteration >= cfg.iterations
+            if rec.accepted and (last or (cfg.checkpoint_every and rec.iteration % cfg.checkpoint_every == 0)):
                 tensors, _ = _parameter_tensors(task, theta)
                 write_checkpoint(paths.checkpoint(rec.iteration), tensors, names, iteration=rec.iteration, task=task.name)
                 ckpt = str(paths.checkpoint(rec.iteration).relative_to(paths.root))
