@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from scpo.audit import audit
+    from scpo.audit import audit_run
     from scpo.training import resolve_config, train
 
     tmp = None
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  created in {created_s:.1f} s: {res.accepted} accepted, {res.rejected} rejected", flush=True)
 
     t0 = time.perf_counter()
-    base = audit(run, iterations="0")
+    base = audit_run(run, iterations="0")
     base_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    full = audit(run)
+    full = audit_run(run)
     full_s = time.perf_counter() - t0
     n_ck = len(full.audited_iterations)
     per = (full_s - base_s) / max(n_ck - 1, 1)
@@ -70,16 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"creating the run          {created_s:.1f} s")
     print(f"records / checkpoints     {sum(1 for c in full.checks if c.name == 'checkpoint_hash')} checkpoints hashed, "
           f"{n_ck} re-evaluated")
-    print(f"audit, every checkpoint   {full_s:.2f} s  (verdict exit {full.exit_code}, {len(full.checks)} checks)")
+    print(f"audit, every checkpoint   {full_s:.2f} s  (verdict {full.verdict}, {len(full.checks)} checks)")
     print(f"audit, θ₀ only            {base_s:.2f} s  (files, hashes, chain, base case, backup)")
     print(f"re-evaluation per ckpt    {1e3 * per:.1f} ms  (g, f and, for control tasks, reach-avoid)")
     if n_ck < 1000:
         print(f"extrapolated to 1,001 checkpoints: {base_s + 1000 * per:.1f} s (target < 60 s)")
-    if full.exit_code != 0:
+    if not full.ok:
         print(full.render_text(), file=sys.stderr)
     if tmp is not None:
         tmp.cleanup()
-    return 0 if full.exit_code == 0 else 1
+    return 0 if full.ok else 1
 
 
 if __name__ == "__main__":

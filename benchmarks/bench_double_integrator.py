@@ -44,13 +44,13 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def run(seed: int, iterations: int, projection: bool, task_overrides=None, projector_overrides=None) -> dict:
     from scpo.tasks import make_task
-    from scpo.training import _build_projector, resolve_config
+    from scpo.training import build_projector, resolve_config
 
     proj = {**(projector_overrides or {}), "projection": projection}
     cfg = resolve_config("double-integrator", task_overrides=task_overrides or {}, projector_overrides=proj,
                          train_overrides={"seed": seed})
     task = make_task("double-integrator", cfg.task_config, seed=seed)
-    p = _build_projector(task, cfg.projector, task.theta0)
+    p = build_projector(task, cfg.projector, task.theta0)
     f0 = p.objective_value
     first_violation, failing_at_first, violating, rejected, curve = None, None, 0, 0, []
     solve_times = []
@@ -123,6 +123,7 @@ def part_compare(args) -> None:
 def part_rollout(args) -> None:
     import torch
 
+    from scpo.systems import rollout
     from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask
 
     task = DoubleIntegratorTask(DoubleIntegratorConfig(hidden=(64, 64), horizon=50, n_samples=16), seed=0)
@@ -135,22 +136,19 @@ def part_rollout(args) -> None:
         for dtype in (torch.float64, torch.float32):
             th = torch.as_tensor(theta[None], dtype=dtype)
             xs = torch.as_tensor(x0, dtype=dtype)
-            A = torch.as_tensor(task.system.A, dtype=dtype)
-            B = torch.as_tensor(task.system.B, dtype=dtype)
-            K = torch.as_tensor(task.K, dtype=dtype)
-            mlp = task.policy.residual
-            params = mlp.unflatten(th)
-            from scpo.systems import rollout
+            K = torch.as_tensor(np.array(task.problem.K), dtype=dtype)  # a copy: the problem's arrays are read-only
+            structure = task.structure
+            params = structure.unflatten(th)
 
             def pol(x):
-                return x @ K.T + mlp.forward_batched(params, x)
+                return x @ K.T + structure.forward_batched(params, x)
 
             times = []
             with torch.no_grad():
-                rollout(A, B, pol, xs[None], 50)
+                rollout(task.problem, pol, xs[None], 50)
                 for _ in range(7):
                     t0 = time.perf_counter()
-                    rollout(A, B, pol, xs[None], 50)
+                    rollout(task.problem, pol, xs[None], 50)
                     times.append(time.perf_counter() - t0)
             ms = 1e3 * statistics.median(times)
             rows.append({"threads": threads, "dtype": str(dtype).replace("torch.", ""), "states": 2500, "horizon": 50,

@@ -96,24 +96,15 @@ def fine_task_config(task_name: str, task_config: dict[str, Any]) -> dict[str, A
 
 
 def differentiable_constraints(task):
-    """``θ (d,) tensor -> g(θ) (N,) tensor`` built from the task's public pieces, checked against ``task.constraints``."""
+    """``θ (d,) tensor -> g(θ) (N,) tensor`` built from the task's public protocol (its rollout, its
+    rows and their aggregation), checked against ``task.constraints``."""
     import torch
 
-    cfg = task.config
-    if task.name == "regression":
-        xg = torch.linspace(cfg.x_min, cfg.x_max, cfg.n_grid, dtype=torch.float64).unsqueeze(-1)
+    from scpo.systems import aggregate_rows
 
-        def fn(theta):
-            f = task.policy.forward_batched(theta[None], xg)[0, :, 0]
-            return torch.stack([f - cfg.bound, -f - cfg.bound], dim=-1).reshape(-1)
-    else:
-        def fn(theta):
-            rows = task.rollout_rows(task.rollout(theta[None], task.train_states))[0]
-            if cfg.rows == "max":
-                return rows.max(dim=-1).values
-            if cfg.rows == "lse":
-                return cfg.lse_temperature * torch.logsumexp(rows / cfg.lse_temperature, dim=-1)
-            return rows.reshape(-1)
+    def fn(theta):
+        rows = task.rollout_rows(task.rollout(theta[None], task.constraint_states))
+        return aggregate_rows(rows, task.rows, task.lse_temperature)[0]
 
     probe = task.theta0 + 1e-2 * np.random.default_rng(0).standard_normal(task.dim)
     with torch.no_grad():
@@ -128,14 +119,14 @@ def build_method(name: str, task_name: str, seed: int, *, task_overrides=None, p
     """The task and a method object with ``step()``, ``theta``, ``evaluations``, ``objective_value``."""
     from scpo.baselines import LBSGD, LBSGDConfig, Penalty, PenaltyConfig
     from scpo.tasks import make_task
-    from scpo.training import _build_projector, resolve_config
+    from scpo.training import build_projector, resolve_config
 
     proj = {**PROJECTOR_VARIANTS.get(name, {}), **(projector_overrides or {})}
     cfg = resolve_config(task_name, task_overrides=task_overrides or {}, projector_overrides=proj,
                          train_overrides={"seed": seed})
     task = make_task(task_name, cfg.task_config, seed=seed)
     if name in PROJECTOR_VARIANTS:
-        return task, cfg, _build_projector(task, cfg.projector, task.theta0)
+        return task, cfg, build_projector(task, cfg.projector, task.theta0)
     common = dict(theta0=task.theta0, objective=task.objective, objective_and_grad=task.objective_and_grad,
                   constraints=task.constraints)
     if name in ("penalty", "penalty-autograd"):

@@ -95,12 +95,12 @@ def bench_socp(ms, Ns, repeats, d=2000, seed=0):
 
 def bench_regression(iterations, seed=0):
     from scpo.projector import Projector
-    from scpo.training import _build_projector, resolve_config
+    from scpo.training import build_projector, resolve_config
     from scpo.tasks import make_task
 
     cfg = resolve_config("regression", train_overrides={"iterations": iterations, "seed": seed})
     task = make_task("regression", cfg.task_config, seed=seed)
-    proj: Projector = _build_projector(task, cfg.projector, task.theta0)
+    proj: Projector = build_projector(task, cfg.projector, task.theta0)
     recs = [proj.step() for _ in range(iterations)]
     wall = np.array([r.wall_time_s for r in recs])
     ev = np.array([r.evaluation_time_s for r in recs])

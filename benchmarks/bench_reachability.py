@@ -2,10 +2,11 @@
 
 Run on one core:
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_reachability.py [--horizon 30] [--repeats 3] [--out bench-out]
+    OMP_NUM_THREADS=1 python benchmarks/bench_reachability.py [--task double-integrator] [--horizon 30] [--repeats 3] [--out bench-out]
     python benchmarks/bench_reachability.py --quick      # 10 steps, one repeat (about half a minute)
 
-For the DESIGN §5 double integrator (dt = 0.1, |p|, |v|, |u| ≤ 1, LQR backup) it computes the
+For the closed-loop problem of a task (default the DESIGN §5 double integrator: dt = 0.1, |p|, |v|,
+|u| ≤ 1, LQR backup; computed by :mod:`scpo.reachability.report`, as ``scpo reach`` does) it computes the
 polytopic targets around ``X_f`` (inner ``T_in ⊆ X_f`` and outer ``T_out ⊇ X_f``), then for each
 target the backup's ``k``-step backward reachable sets (closed-loop ``Pre``: stacked rows + LP
 redundancy removal) and the ``k``-step controllable sets (controlled ``Pre``: cddlib projection +
@@ -34,6 +35,7 @@ def _one_core() -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="double-integrator", help="a registered task whose problem has a terminal set")
     ap.add_argument("--horizon", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--directions", type=int, default=32, help="tangent directions of the targets around X_f")
@@ -44,45 +46,40 @@ def main(argv=None) -> int:
         args.horizon, args.repeats = 10, 1
     _one_core()
 
-    from scpo.reachability.exact import exact_area
-    from scpo.reachability.sets import backup_invariant_set, backward_reachable_sets, maximal_control_invariant
-    from scpo.reachability.targets import terminal_targets
-    from scpo.tasks.double_integrator import DoubleIntegratorTask
+    from scpo.reachability.claims import FAMILY_NAMES
+    from scpo.reachability.exact import exact_area_or_nan
+    from scpo.reachability.report import compute_targets, invariant_sets, reachable_families
+    from scpo.tasks import make_task
 
-    task = DoubleIntegratorTask()
-    s, K = task.system, task.K
+    problem = make_task(args.task).problem
+    if not problem.has_terminal:
+        ap.error(f"--task: {args.task!r} has no terminal set X_f")
     t0 = time.perf_counter()
-    inner, outer = terminal_targets(s, K, task.P, task.gamma, directions=args.directions)
+    targets = compute_targets(problem, directions=args.directions)
     t_targets = time.perf_counter() - t0
-    print(f"double integrator, N = {args.horizon}, {args.repeats} repeat(s), targets with {args.directions} directions "
-          f"({inner.polytope.n_rows} / {outer.polytope.n_rows} facets, {t_targets:.2f} s)")
+    print(f"{args.task}, N = {args.horizon}, {args.repeats} repeat(s), targets with {args.directions} directions "
+          f"({targets['inner'].polytope.n_rows} / {targets['outer'].polytope.n_rows} facets, {t_targets:.2f} s)")
 
-    results = {}
-    for mode in ("backup", "controlled"):
-        for rel, tgt in (("inner", inner), ("outer", outer)):
-            times, last = [], None
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                last = backward_reachable_sets(tgt.polytope, s, args.horizon, K=K if mode == "backup" else None)
-                times.append(time.perf_counter() - t0)
-            results[f"{mode}_{rel}"] = (statistics.median(times), last)
+    times: dict[str, list[float]] = {name: [] for name in FAMILY_NAMES}
+    for _ in range(args.repeats):
+        seconds: dict[str, float] = {}
+        families = reachable_families(problem, targets, args.horizon, seconds=seconds)
+        for name in FAMILY_NAMES:
+            times[name].append(seconds[name])
+    results = {name: (statistics.median(times[name]), families[name]) for name in FAMILY_NAMES}
 
     print("\n| family | total (median) | per step | facets R_0 … R_N | area R_N |")
     print("|---|---|---|---|---|")
     for name, (t, fam) in results.items():
         print(f"| {name} | {t:.2f} s | {1e3 * t / args.horizon:.0f} ms | {' '.join(map(str, fam.facets))} | "
-              f"{float(exact_area(fam.sets[-1])):.4f} |")
+              f"{exact_area_or_nan(fam.sets[-1]):.4f} |")
 
-    t0 = time.perf_counter()
-    mpi = backup_invariant_set(s, K)
-    t_mpi = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cinv = maximal_control_invariant(s)
-    t_ci = time.perf_counter() - t0
+    seconds = {}
+    mpi, cinv = invariant_sets(problem, seconds=seconds)
     print(f"\nmaximal positively invariant set (Gilbert–Tan): {mpi.steps} step(s), {mpi.polytope.n_rows} facets, "
-          f"area {float(exact_area(mpi.polytope)):.4f}, {t_mpi:.2f} s")
+          f"area {exact_area_or_nan(mpi.polytope):.4f}, {seconds['mpi']:.2f} s")
     print(f"maximal control-invariant set: {'terminated' if cinv.converged else 'NOT terminated'} after {cinv.steps} step(s), "
-          f"{cinv.polytope.n_rows} facets, area {float(exact_area(cinv.polytope)):.4f}, {t_ci:.2f} s")
+          f"{cinv.polytope.n_rows} facets, area {exact_area_or_nan(cinv.polytope):.4f}, {seconds['control_invariant']:.2f} s")
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "reachability_steps.csv"
@@ -91,7 +88,7 @@ def main(argv=None) -> int:
         w.writerow(["family", "k", "facets", "step_seconds", "area"])
         for name, (_, fam) in results.items():
             for k, (P, sec) in enumerate(zip(fam.sets, fam.seconds)):
-                w.writerow([name, k, P.n_rows, f"{sec:.6f}", f"{float(exact_area(P)):.10f}"])
+                w.writerow([name, k, P.n_rows, f"{sec:.6f}", f"{exact_area_or_nan(P):.10f}"])
     print(f"\nwrote {path}")
     return 0
 

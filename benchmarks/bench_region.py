@@ -51,17 +51,23 @@ def _train(out: Path, iterations: int) -> None:
         train(resolve_config("double-integrator", train_overrides={"iterations": iterations}), out)
 
 
+def _progress(info: dict) -> None:
+    print(f"round {info['round']:>2}: certified {100 * info['certified_fraction']:7.3f}% of R, {info['pending']:>6} boxes to split, "
+          f"{info['failed']:>5} failed, {info['boxes_bounded']:>7} bounded, {info['elapsed_s']:6.1f} s", file=sys.stderr, flush=True)
+
+
 def part1(run_dir: Path, iteration: int | None, horizon: int, min_width: float, threads: int) -> dict:
-    from scpo.certify.certify_command import stderr_progress
-    from scpo.certify.region import RegionConfig, certify_region
+    from scpo.certify import RegionConfig, certify_region, require_unswitched, safety_region_cover
     from scpo.runs import load_run
 
     run = load_run(run_dir)
     it = iteration if iteration is not None else max(run.checkpoints)
     task = run.task
+    require_unswitched(task.policy)
+    lo, hi, info = safety_region_cover(task.problem, task.grid_states, task.safety_states)
     cfg = RegionConfig(horizon=horizon, min_width=min_width, threads=threads)
     t0 = time.perf_counter()
-    res = certify_region(task, run.theta(it), cfg, progress=stderr_progress)
+    res = certify_region(task.problem, task.structure, run.theta(it), lo, hi, cfg, progress=_progress, region_info=info)
     wall = time.perf_counter() - t0
     s = res.summary
     print(f"\nregion certificate, {run_dir} iteration {it}, T = {horizon}, min width {min_width}, {threads} thread(s)")
@@ -86,12 +92,13 @@ def part1(run_dir: Path, iteration: int | None, horizon: int, min_width: float, 
 def part2(run_dir: Path, iteration: int | None, n_boxes: int, n_bp: int, seed: int = 0) -> list[dict]:
     import torch
 
-    from scpo.certify.bounds import as_boxes, bound_rollout, closed_loop_from_task, simulate
+    from scpo.certify.bounds import as_boxes, bound_rollout, closed_loop
     from scpo.runs import load_run
+    from scpo.systems import rollout
 
     run = load_run(run_dir)
     it = iteration if iteration is not None else max(run.checkpoints)
-    loop = closed_loop_from_task(run.task, run.theta(it))
+    loop = closed_loop(run.task.problem, run.task.structure, run.theta(it))
     rng = np.random.default_rng(seed)
     c = rng.uniform(-0.8, 0.8, (n_boxes, 2))
     lo, hi = c - 0.01, c + 0.01
@@ -99,7 +106,7 @@ def part2(run_dir: Path, iteration: int | None, n_boxes: int, n_bp: int, seed: i
     rows = []
     x0 = lo[:, None, :] + rng.random((n_boxes, 200, 2)) * (hi - lo)[:, None, :]
     t0 = time.perf_counter()
-    xs, _ = simulate(loop, torch.as_tensor(x0.reshape(-1, 2)), T)
+    xs = rollout(loop, loop.policy(), torch.as_tensor(x0.reshape(-1, 2)), T).states[0]
     t_sim = time.perf_counter() - t0
     xs = xs.reshape(n_boxes, 200, T + 1, 2)
     w_samp = (xs[:, :, -1].amax(1) - xs[:, :, -1].amin(1)).clamp(min=1e-300)
@@ -124,10 +131,11 @@ def part2(run_dir: Path, iteration: int | None, n_boxes: int, n_bp: int, seed: i
 
     def step(out_rows):
         layers = []
+        last = len(loop.network.weights) - 1
         for j, (W, b) in enumerate(zip(loop.network.weights, loop.network.biases)):
             layers.append(bp.FixedLinear(torch.tensor(W), torch.tensor(b)))
-            if j < len(loop.network.activations):
-                layers.append(nn.Tanh() if loop.network.activations[j] == "tanh" else nn.ReLU())
+            if j < last:
+                layers.append(loop.network.activation.module())
         return nn.Sequential(bp.Parallel(bp.FixedLinear(torch.eye(loop.n, dtype=torch.float64)), nn.Sequential(*layers)),
                              bp.FixedLinear(torch.tensor(out_rows)))
 
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = part1(run, a.iteration, a.horizon, a.min_width, a.threads)
     quality = part2(run, a.iteration, a.boxes, a.bp_boxes)
     a.out.mkdir(parents=True, exist_ok=True)
-    from scpo.runs.files import atomic_write_json
+    from scpo._io import atomic_write_json
 
     atomic_write_json(a.out / "region_summary.json", {"args": {k: str(v) for k, v in vars(a).items()}, "region": summary})
     with open(a.out / "bound_quality.csv", "w", newline="") as fh:

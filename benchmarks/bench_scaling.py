@@ -70,12 +70,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     logging.disable(logging.WARNING)
     from scpo.tasks import make_task
-    from scpo.training import _build_projector, resolve_config
+    from scpo.training import build_projector, resolve_config
 
     w, n_grid = spec["width"], spec["n_grid"]
     cfg = resolve_config("regression", task_overrides={"hidden": [w, w], "n_grid": n_grid, "bound": BOUND}, train_overrides={"seed": 0})
     task = make_task("regression", cfg.task_config, seed=0)
-    p = _build_projector(task, cfg.projector, task.theta0)
+    p = build_projector(task, cfg.projector, task.theta0)
     streak = warm = 0
     while streak < spec["warmup"] and warm < MAX_WARMUP:
         streak = streak + 1 if p.step().accepted else 0
@@ -86,7 +86,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     # Traced memory in a separate pass (tracing would slow the timed iterations): a fresh
     # projector whose bank fills up in its first two iterations (1 raw + 7 block probes each).
     tracemalloc.start()
-    p2 = _build_projector(task, cfg.projector, task.theta0)
+    p2 = build_projector(task, cfg.projector, task.theta0)
     for _ in range(3):
         p2.step()
     _, traced_peak = tracemalloc.get_traced_memory()
@@ -125,7 +125,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         thetas = torch.as_tensor(task.theta0[None] + 1e-3 * np.random.default_rng(0).standard_normal((8, task.dim)), device=dev)
-        x = torch.linspace(task.config.x_min, task.config.x_max, n_grid, dtype=torch.float64, device=dev).unsqueeze(-1)
+        x = torch.as_tensor(task.constraint_states, dtype=torch.float64, device=dev)  # the n_grid grid points
         pol = task.policy.to(dev)
         times = []
         with torch.no_grad():

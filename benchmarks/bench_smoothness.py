@@ -86,12 +86,12 @@ def sampled_max(f, theta, x, region, n_points, ascent_steps, rng):
 def part1(quick: bool, out: Path) -> None:
     import torch
 
-    from scpo.certify.smoothness import MLPStructure, Region, mlp_hessian_bound_chain, mlp_hessian_bound_interval
+    from scpo.certify.smoothness import Region, mlp_hessian_bound_chain, mlp_hessian_bound_interval
     from scpo.policies import MLP
 
     print("\n== Part 1: MLP output, 2-16-16-1 tanh (P = 337): bound / sampled maximum ==")
     mlp = MLP(2, (16, 16), 1, seed=0)
-    st = MLPStructure.from_module(mlp)
+    st = mlp.structure
     rng = np.random.default_rng(0)
     theta = rng.normal(size=st.dim) * 0.5
     xs = rng.normal(size=(1 if quick else 3, 2))
@@ -119,8 +119,22 @@ def part1(quick: bool, out: Path) -> None:
     _write(out / "smoothness_mlp.csv", rows)
 
 
+def _bounds(task, theta, region, **kw):
+    from scpo.certify.smoothness import smoothness_bounds
+
+    return smoothness_bounds(task.problem, task.structure, theta, task.constraint_states, region, aggregation=task.rows,
+                             temperature=task.lse_temperature, **kw)
+
+
+def _lower(task, theta, region, rows, **kw):
+    from scpo.certify.smoothness import smoothness_lower_bounds
+
+    return smoothness_lower_bounds(task.problem, task.structure, theta, task.constraint_states, region, rows,
+                                   aggregation=task.rows, temperature=task.lse_temperature, **kw)
+
+
 def part2(quick: bool, out: Path) -> None:
-    from scpo.certify.smoothness import Region, smoothness_bounds, smoothness_lower_bounds
+    from scpo.certify.smoothness import Region
     from scpo.tasks import RegressionTask
 
     print("\n== Part 2: regression task (1-64-64-1, d = 4353): bounds over the estimated lower bound ==")
@@ -135,20 +149,20 @@ def part2(quick: bool, out: Path) -> None:
     print(f"{'region':>14} {'(a)/lower':>22} {'(b)/lower':>22} {'t all rows (a)':>15} {'(b)':>7}")
     for reg in regions:
         t0 = time.perf_counter()
-        cert = smoothness_bounds(task, theta, reg, methods=("norm-chain",) if quick else ("interval", "norm-chain"))
+        cert = _bounds(task, theta, reg, methods=("norm-chain",) if quick else ("interval", "norm-chain"))
         tb = cert.timings.get("norm-chain", float("nan"))
         if quick:  # the interval method on the sampled rows only (all 400 inputs take ~1 minute)
-            from scpo.certify.smoothness import MLPStructure, mlp_hessian_bound_interval
+            from scpo.certify.smoothness import mlp_hessian_bound_interval
 
-            st = MLPStructure.from_module(task.policy.residual)
-            x = task._x_grid.numpy()[rows_idx // 2]
+            st = task.structure
+            x = task.constraint_states[rows_idx // 2]
             t0 = time.perf_counter()
             a_rows = mlp_hessian_bound_interval(st, theta[None], x, reg.radius, kind=reg.kind)
             ta = (time.perf_counter() - t0) * 400 / rows_idx.size
         else:
             a_rows = cert.methods["interval"][rows_idx]
             ta = cert.timings["interval"]
-        lb = smoothness_lower_bounds(task, theta, reg, rows=rows_idx, ascent_steps=3 if quick else 8)
+        lb = _lower(task, theta, reg, rows_idx, ascent_steps=3 if quick else 8)
         ra = a_rows / lb.values
         rb = cert.methods["norm-chain"][rows_idx] / lb.values
         rows.append({"kind": reg.kind, "radius": reg.radius, "interval_over_lower_median": float(np.median(ra)),
@@ -160,7 +174,7 @@ def part2(quick: bool, out: Path) -> None:
 
 
 def part3(quick: bool, out: Path) -> None:
-    from scpo.certify.smoothness import Region, rollout_model_of, smoothness_bounds, smoothness_lower_bounds
+    from scpo.certify.smoothness import Region
     from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask
 
     print("\n== Part 3: double-integrator rollout rows (2-32-32-1, d = 1185): norm chain over the lower bound, by horizon ==")
@@ -171,14 +185,14 @@ def part3(quick: bool, out: Path) -> None:
         task = DoubleIntegratorTask(DoubleIntegratorConfig(horizon=T, rows="per-row", grid=20 if quick else 50))
         rng = np.random.default_rng(T)
         theta = task.theta0 + rng.normal(size=task.dim) * 0.05
-        R = rollout_model_of(task).n_rows
-        S = task.train_states.shape[0]
+        R = task.problem.layout.n_rows
+        S = task.constraint_states.shape[0]
         states = rng.choice(S, size=min(3 if quick else 10, S), replace=False)
         kinds = {"first state row": 0, "last input row": R - 2, "terminal row": R - 1}
         sel = np.concatenate([states * R + k for k in kinds.values()])
         for rad in (0.0, 1e-2):
-            cert = smoothness_bounds(task, theta, Region.ball(rad))
-            lb = smoothness_lower_bounds(task, theta, Region.ball(rad), rows=sel, ascent_steps=3 if quick else 8)
+            cert = _bounds(task, theta, Region.ball(rad))
+            lb = _lower(task, theta, Region.ball(rad), sel, ascent_steps=3 if quick else 8)
             ratio = (cert.L[sel] / lb.values).reshape(len(kinds), -1)
             # a max row's certificate is the largest bound of its rows; its curvature at least the largest lower bound found
             maxrow = np.array([cert.L[s * R : (s + 1) * R].max() for s in states]) / lb.values.reshape(len(kinds), -1).max(axis=0)
@@ -194,6 +208,7 @@ def part3(quick: bool, out: Path) -> None:
 
 def part4(quick: bool, out: Path) -> None:
     from scpo.certify.lipschitz import state_lipschitz
+    from scpo.certify.region_cover import state_box
     from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask, RegressionTask
 
     print("\n== Part 4: state-Lipschitz constants ==")
@@ -204,7 +219,9 @@ def part4(quick: bool, out: Path) -> None:
     print(f"{'task':>18} {'map':>12} {'naive':>9} {'LipSDP':>9} {'method':>7} {'sampled':>9} {'local max':>10} {'t LipSDP':>9}")
     for name, task in tasks:
         theta = task.theta0 + np.random.default_rng(2).normal(size=task.dim) * 0.1
-        rep = state_lipschitz(task, theta, cells_per_axis=10 if quick else 20)
+        # the box of states the local bounds cover: the state box, or the span of a static problem's inputs
+        lo, hi = (task.constraint_states.min(0), task.constraint_states.max(0)) if task.problem.is_static else state_box(task.problem)
+        rep = state_lipschitz(task.problem, task.structure, theta, lo, hi, cells_per_axis=10 if quick else 20)
         for m in dict.fromkeys(b.map for b in rep.bounds):
             nv = [b for b in rep.bounds if b.map == m and b.method == "naive"][0]
             sd = [b for b in rep.bounds if b.map == m and b.method == "sampled"][0]
@@ -231,7 +248,7 @@ def part5() -> None:
         m, v = 0.9 * m + 0.1 * gr, 0.999 * v + 0.001 * gr**2
         theta -= 0.02 * (m / (1 - 0.9**k)) / (np.sqrt(v / (1 - 0.999**k)) + 1e-8)
     theta[-9:] *= 0.95 / np.abs(task.predict(theta[None], np.linspace(-3, 3, 60))).max()
-    L = certified_L(task, theta, 0.1)
+    L = certified_L(task.problem, task.structure, theta, task.constraint_states, 0.1)
     for label, L0 in (("certified L (ball 0.1)", L), ("L / 20", L / 20)):
         cfg = ProjectorConfig(direction="sgd", lr=0.02, L_fixed=True, armijo=-1.0, bank_size=8, probe_radius=1e-3, solver="clarabel")
         p = Projector(theta0=theta, objective=task.objective, objective_and_grad=task.objective_and_grad,

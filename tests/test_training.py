@@ -186,7 +186,9 @@ def test_zero_iterations_is_a_valid_run(tmp_path):
 def test_certified_L_run_rejects_nothing_and_verifies(tmp_path):
     # L_i from scpo.certify.certified_L over the ball of radius 0.05; every point (★) uses stays in
     # that ball, so (★) is a sound bound: no prediction can fail and no step is rejected for safety.
-    from scpo.certify.lipschitz_command import verify_lipschitz_command
+    from typer.testing import CliRunner
+
+    from scpo.cli import app
 
     out = tmp_path / "cert"
     cfg = resolve_config("regression", task_overrides={"hidden": [8], "n_train": 40, "n_grid": 40},
@@ -197,6 +199,22 @@ def test_certified_L_run_rejects_nothing_and_verifies(tmp_path):
     assert sum(r["prediction_failures"] for r in run.records) == 0
     assert all(r["accepted"] for r in run.records)
     assert max(r["step_norm"] for r in run.records) <= 0.05 * (1 + 1e-12)
-    assert verify_lipschitz_command(out, None, None, True) == 0  # every row certified
+    res = CliRunner().invoke(app, ["verify-lipschitz", str(out), "--json"])
+    assert res.exit_code == 0, res.output  # every row certified
     with pytest.raises(ConfigError, match="certified_radius"):
         resolve_config("regression", projector_overrides={"L_mode": "certified"})
+
+
+def test_benchmarks_import_only_public_names_of_scpo():
+    # issue 11: what the benchmarks need is public (they used the private training._build_projector)
+    import re
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    private = []
+    for script in sorted(bench.glob("*.py")):
+        for line in script.read_text(encoding="utf-8").splitlines():
+            m = re.match(r"\s*from (scpo[\w.]*) import (.*)", line)
+            if m and any(name.strip().startswith("_") for name in m.group(2).split(",")):
+                private.append(f"{script.name}: {line.strip()}")
+    assert not private, private

@@ -86,7 +86,19 @@ def as_array(
 
 
 def check_finite_scalar(name: str, value: Any) -> float:
-    """Return ``value`` as a finite float or raise :class:`InvalidInputError`."""
+    """Return ``value`` as a finite float or raise :class:`InvalidInputError`.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    float
+    """
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -97,7 +109,19 @@ def check_finite_scalar(name: str, value: Any) -> float:
 
 
 def check_positive(name: str, value: Any) -> float:
-    """Return ``value`` as a float, requiring ``0 < value < inf``."""
+    """Return ``value`` as a float, requiring ``0 < value < inf``.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    float
+    """
     out = check_finite_scalar(name, value)
     if not out > 0:
         raise InvalidInputError(f"{name}: expected a positive number, got {value!r}")
@@ -105,7 +129,19 @@ def check_positive(name: str, value: Any) -> float:
 
 
 def check_nonnegative(name: str, value: Any) -> float:
-    """Return ``value`` as a float, requiring ``0 <= value < inf``."""
+    """Return ``value`` as a float, requiring ``0 <= value < inf``.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    float
+    """
     out = check_finite_scalar(name, value)
     if not out >= 0:
         raise InvalidInputError(f"{name}: expected a non-negative number, got {value!r}")
@@ -113,7 +149,21 @@ def check_nonnegative(name: str, value: Any) -> float:
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` as an int within ``[minimum, maximum]``; bools are rejected."""
+    """Return ``value`` as an int within ``[minimum, maximum]``; bools are rejected.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : object
+        The value to check.
+    minimum, maximum : int, optional
+        Inclusive bounds.
+
+    Returns
+    -------
+    int
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidInputError(f"{name}: expected an integer, got {value!r} ({type(value).__name__})")
     out = int(value)
@@ -125,7 +175,21 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
 
 
 def check_in(name: str, value: Any, options: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``options``; the error lists the valid names."""
+    """Return ``value`` if it is one of ``options``; the error lists the valid names.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : object
+        The value to check.
+    options : sequence of str
+        The valid values.
+
+    Returns
+    -------
+    str
+    """
     if value not in options:
         raise InvalidInputError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
     return str(value)

@@ -94,7 +94,16 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, *, where: str | None
 
 
 def to_mapping(cfg: Any) -> dict[str, Any]:
-    """The dataclass ``cfg`` as a JSON-ready dict (tuples become lists)."""
+    """The dataclass ``cfg`` as a JSON-ready dict (tuples become lists).
+
+    Parameters
+    ----------
+    cfg : dataclass instance
+
+    Returns
+    -------
+    dict
+    """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
@@ -103,7 +112,16 @@ def to_mapping(cfg: Any) -> dict[str, Any]:
 
 
 def load_json_config(path: str | Path) -> dict[str, Any]:
-    """Read a JSON object from ``path``; a clear :class:`ConfigError` on any problem."""
+    """Read a JSON object from ``path``; a clear :class:`ConfigError` on any problem.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+    """
     p = Path(path)
     try:
         text = p.read_text()

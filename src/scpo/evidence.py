@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidInputError
+
 __all__ = ["Level", "Claim", "weakest"]
 
 
@@ -36,9 +38,19 @@ class Level(str, enum.Enum):
 
 
 def weakest(levels: list[Level]) -> Level:
-    """The weakest of ``levels`` (the level of a conclusion that needs all of them)."""
+    """The weakest of ``levels`` (the level of a conclusion that needs all of them).
+
+    Parameters
+    ----------
+    levels : list of Level
+        At least one.
+
+    Returns
+    -------
+    Level
+    """
     if not levels:
-        raise ValueError("levels: expected at least one level, got an empty list")
+        raise InvalidInputError("levels: expected at least one level, got an empty list")
     return min(levels, key=lambda lv: lv.strength)
 
 
@@ -103,7 +115,16 @@ class Claim:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Claim":
-        """Inverse of :meth:`to_dict` (details are kept as stored)."""
+        """Inverse of :meth:`to_dict` (details are kept as stored).
+
+        Parameters
+        ----------
+        data : dict
+
+        Returns
+        -------
+        Claim
+        """
         return cls(
             name=str(data["name"]),
             statement=str(data["statement"]),

@@ -27,30 +27,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
-from . import __version__
+from ._io import atomic_write_bytes
+from ._version import __version__
 from ._validate import check_int
-from .certify import zero_final_layer_claim
+from .certify.base_case import zero_final_layer_claim
 from .config import from_mapping, to_mapping
-from .errors import ConfigError, InvalidInputError, RunDirectoryError
-from .evidence import Claim, Level
+from .errors import CheckpointFormatError, ConfigError, InvalidInputError, RunDirectoryError
 from .projector import Projector, ProjectorConfig, StepRecord
 from .runs.files import (
     SCHEMA_VERSION,
     append_jsonl,
-    atomic_write_bytes_via,
-    flatten_tensors,
     atomic_write_json,
+    flatten_tensors,
     read_checkpoint,
     read_jsonl,
+    read_tensors,
     theta_sha256,
     write_checkpoint,
+    write_tensors,
 )
 from .runs.run import Run, RunPaths
-from .tasks import TASKS, Task, make_task
+from .tasks import Task, make_task, task_class
 
-__all__ = ["TrainConfig", "ResolvedConfig", "resolve_config", "train", "resume", "TrainResult"]
+__all__ = ["TrainConfig", "ResolvedConfig", "resolve_config", "train", "resume", "TrainResult", "build_projector"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ResolvedConfig:
-    """Task settings, projector settings and run settings after all defaults and overrides."""
+    """Task settings, projector settings and run settings after all defaults and overrides.
+
+    Made by :func:`resolve_config`; :func:`train` writes it into the run's ``config.json``.
+
+    Attributes
+    ----------
+    task : str
+        Registered task name (:func:`scpo.tasks.task_names`).
+    task_config : dict
+        The task's configuration as a JSON-ready mapping (every field of its config class).
+    projector : ProjectorConfig
+        The projector's settings (library defaults < the task's defaults < file < overrides).
+    train : TrainConfig
+        The run's settings.
+    """
 
     task: str
     task_config: dict[str, Any]
@@ -120,20 +134,24 @@ def resolve_config(
     Parameters
     ----------
     task : str
-        Task name (see :data:`scpo.tasks.TASKS`).
+        Task name (see :func:`scpo.tasks.task_names`).
     file_data : dict, optional
         Parsed ``--config`` file with optional sections ``task_config``, ``projector``, ``train``
         (and ``task``, which must then equal ``task``).
     task_overrides, projector_overrides, train_overrides : dict, optional
         Values given on the command line.
 
+    Returns
+    -------
+    ResolvedConfig
+        Every setting of the run, validated.
+
     Raises
     ------
     ConfigError
         Unknown task, unknown section or key, or an invalid value.
     """
-    if task not in TASKS:
-        raise ConfigError(f"task: expected one of {', '.join(sorted(TASKS))}, got {task!r}")
+    cls = task_class(task)
     file_data = dict(file_data or {})
     unknown = sorted(set(file_data) - set(_FILE_SECTIONS))
     if unknown:
@@ -143,7 +161,6 @@ def resolve_config(
     for section in ("task_config", "projector", "train"):
         if not isinstance(file_data.get(section, {}), dict):
             raise ConfigError(f"config file: section {section!r} must be a JSON object")
-    cls = TASKS[task]
     task_cfg = from_mapping(cls.config_class, {**file_data.get("task_config", {}), **(task_overrides or {})}, where="task_config")
     proj = from_mapping(
         ProjectorConfig,
@@ -156,7 +173,28 @@ def resolve_config(
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Summary of a finished (or interrupted) training call."""
+    """Summary of a finished (or interrupted) training call.
+
+    Attributes
+    ----------
+    run : Run
+        The run directory, for reading its records, checkpoints and certificates.
+    status : str
+        ``"finished"`` (``"interrupted"`` and ``"crashed"`` are written to ``run.json``, and the
+        exception propagates instead of a result).
+    iterations : int
+        Records in the run (all calls together, for a resumed run).
+    accepted, rejected : int
+        How many of them moved ``θ`` and how many did not.
+    violations : int
+        Accepted iterates with ``max g > 0`` (0 with projection on; the unprojected baseline counts them).
+    objective_initial, objective_final : float
+        ``f(θ₀)`` and ``f`` at the last iterate.
+    quality_initial, quality_final : dict of str to float
+        The task's quality measures (:meth:`scpo.tasks.Task.quality`) at ``θ₀`` and at the last iterate.
+    wall_time_s : float
+        Seconds this call took.
+    """
 
     run: Run
     status: str
@@ -175,16 +213,50 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.ndarray | None = None) -> Projector:
-    directions = getattr(task, "block_gradients", None) if cfg.block_probes else None
+def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.ndarray | None = None) -> Projector:
+    """The SCPO projector of ``task`` at ``θ`` with the settings ``cfg``.
+
+    The projector minimises ``task.objective`` subject to ``task.constraints(θ) ≤ 0`` (the rows of
+    the task's problem on its constraint states). With ``cfg.L_mode == "certified"`` its ``L``
+    comes from :func:`scpo.certify.smoothness.certified_L` over the ball of radius
+    ``cfg.certified_radius`` around each iterate (norm-chain bound).
+
+    Parameters
+    ----------
+    task : Task
+        The task (objective, constraints, problem, MLP structure, constraint states).
+    cfg : ProjectorConfig
+        The projector's settings.
+    theta : ndarray, shape (d,)
+        Start of the projector (``θ₀`` or a resumed iterate).
+    g : ndarray, shape (N,), optional
+        ``g(θ)`` if already evaluated.
+
+    Returns
+    -------
+    Projector
+        At ``θ`` with an empty bank and fresh Adam moments.
+
+    Raises
+    ------
+    ConfigError
+        ``block_probes > 0`` for a task without block gradients.
+    """
+    directions = task.block_gradients if cfg.block_probes else None
     if cfg.block_probes and directions is None:
         raise ConfigError(f"projector.block_probes: task {task.name!r} provides no block gradients; set block_probes to 0")
     provider = None
     if cfg.L_mode == "certified":
+        from .certify.bounds import require_unswitched
         from .certify.smoothness import certified_L
 
+        require_unswitched(task.policy)  # the switch on xᵀPx ≤ γ_s is discontinuous: no finite L
         radius = float(cfg.certified_radius)
-        provider = lambda th: certified_L(task, th, radius, methods=("norm-chain",))  # noqa: E731
+
+        def provider(th: np.ndarray) -> np.ndarray:
+            return certified_L(task.problem, task.structure, th, task.constraint_states, radius,
+                               aggregation=task.rows, temperature=task.lse_temperature, methods=("norm-chain",))
+
     return Projector(
         theta0=theta,
         objective=task.objective,
@@ -213,13 +285,12 @@ def _write_state(paths: RunPaths, projector: Projector, *, force_bank: bool = Fa
     state = projector.state_dict(include_bank=False)
     it = projector.iteration
     meta = {"iteration": str(it), "theta_sha256": theta_sha256(state["theta"])}
-    atomic_write_bytes_via(paths.state_file(it), lambda p: save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(p), metadata=meta))
+    write_tensors(paths.state_file(it), state, meta)
     bank_bytes = 8 * len(projector.bank) * (projector.dim + projector.n_constraints)
     if force_bank or bank_bytes <= _BANK_BYTES_EVERY_ITERATION or it % _BANK_EVERY_LARGE == 0:
-        bank = {k: np.ascontiguousarray(v) for k, v in projector.bank_state().items()}
-        atomic_write_bytes_via(paths.state / "bank.safetensors", lambda p: save_file(bank, str(p), metadata={"iteration": str(it)}))
+        write_tensors(paths.bank, projector.bank_state(), {"iteration": str(it)})
     # keep this state and the previous one
-    files = sorted(paths.state.glob("projector_*.safetensors"))
+    files = list(paths.state_files().values())
     for old in files[:-2]:
         old.unlink(missing_ok=True)
 
@@ -319,7 +390,7 @@ def _write_final(paths: RunPaths, task: Task, projector: Projector, names: list[
     claims = task.final_claims(theta, iteration=projector.iteration)
     if claims:
         atomic_write_json(
-            paths.certificates / "final.json",
+            paths.final_certificate,
             {
                 "schema_version": SCHEMA_VERSION,
                 "iteration": projector.iteration,
@@ -372,9 +443,29 @@ def _summary(run: Run, task: Task, status: str, t0: float) -> TrainResult:
 def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | None = None) -> TrainResult:
     """Train from ``θ₀`` and write the run directory ``out``.
 
-    Everything that can be checked before training (configuration, the task, ``g(θ₀)`` finite and
-    ``≤ 0``, the base case) is checked before ``out`` is created; ``out`` appears atomically with
-    ``config.json``, ``θ₀``'s checkpoint and ``base_certificate.json`` in it.
+    Runs ``config.train.iterations`` iterations of the projector on the task, each accepted only
+    with ``g(θ_{t+1}) ≤ 0`` evaluated (DESIGN §3). Everything that can be checked before training
+    (configuration, the task, ``g(θ₀)`` finite and ``≤ 0``, the base case) is checked before
+    ``out`` is created; ``out`` appears atomically with ``config.json``, ``θ₀``'s checkpoint and
+    ``base_certificate.json`` in it. Then every iteration appends its record to
+    ``certificates.jsonl`` (see the module docstring for the write order).
+
+    Parameters
+    ----------
+    config : ResolvedConfig
+        From :func:`resolve_config`.
+    out : str or Path
+        The run directory to create; must not exist.
+    progress : callable, optional
+        Called with a dict (``iteration, total, objective, max_constraint, L_max,
+        seconds_per_iteration, accepted, rejected, violations``) every ``log_every`` iterations
+        and after the last one. An exception it raises (e.g. ``KeyboardInterrupt``) stops the
+        run with everything written so far kept, resumable with :func:`resume`.
+
+    Returns
+    -------
+    TrainResult
+        The summary of the run.
 
     Raises
     ------
@@ -382,6 +473,8 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
         If ``out`` already exists (runs are never overwritten; use :func:`resume`).
     ConfigError, InvalidInputError, UnsafeStartError
         Bad input; nothing is written.
+    KeyboardInterrupt
+        Propagated from training after ``run.json`` says ``"interrupted"``.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -390,7 +483,7 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     task = make_task(config.task, config.task_config, seed=config.train.seed)
     theta0 = task.theta0
     g0 = np.asarray(task.constraints(theta0[None, :]), dtype=float)[0]
-    projector = _build_projector(task, config.projector, theta0, g0)
+    projector = build_projector(task, config.projector, theta0, g0)
     tensors, names = _parameter_tensors(task, theta0)
     final_name = names[-2] if len(names) >= 2 else names[-1]
     base_claim = zero_final_layer_claim(
@@ -453,7 +546,32 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     """Continue the run ``run_dir`` from its last recorded iterate up to ``iterations`` in total.
 
     A truncated last line of ``certificates.jsonl`` (a crash mid-write) is cut off; every complete
-    record is kept and the chain continues from the last one.
+    record is kept and the chain continues from the last one. The projector state (bank, ``L``,
+    Adam moments) whose iteration and ``θ`` hash match the last record is restored; if there is
+    none, ``θ`` comes from the checkpoint with that hash and the state restarts empty (recorded in
+    ``run.json``).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run directory written by :func:`train`.
+    iterations : int, optional
+        New total number of iterations (written to ``config.json``); default: the run's own.
+    progress : callable, optional
+        As for :func:`train`.
+
+    Returns
+    -------
+    TrainResult
+        The summary of the whole run (every call together).
+
+    Raises
+    ------
+    RunDirectoryError
+        ``run_dir`` is not a run directory, or neither a projector state nor a checkpoint holds
+        the last recorded iterate.
+    ConfigError
+        Its ``config.json`` holds invalid settings.
     """
     t0 = time.perf_counter()
     run = Run(run_dir)
@@ -470,7 +588,7 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     records, bad = read_jsonl(paths.records) if paths.records.is_file() else ([], None)
     if bad is not None:
         good = b"".join(line + b"\n" for line in paths.records.read_bytes().split(b"\n")[: bad - 1])
-        atomic_write_bytes_via(paths.records, lambda p: p.write_bytes(good))
+        atomic_write_bytes(paths.records, good)
         logger.warning("resume: cut off an incomplete line %d of certificates.jsonl", bad)
     if records:
         last_iter, last_hash = int(records[-1]["iteration"]), records[-1]["theta_sha256"]
@@ -479,20 +597,20 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
 
     projector = None
     state_note = "restored"
-    for sf in sorted(paths.state.glob("projector_*.safetensors"), reverse=True):
+    for sf in reversed(list(paths.state_files().values())):
         try:
-            state = load_file(str(sf))
-        except Exception:
+            state = read_tensors(sf)
+        except CheckpointFormatError:
             continue
         counters = state.get("counters")
         if counters is None or int(counters[0]) != last_iter or theta_sha256(state["theta"]) != last_hash:
             continue
-        projector = _build_projector(task, proj_cfg, state["theta"], state["g"])
+        projector = build_projector(task, proj_cfg, state["theta"], state["g"])
         bank = None
-        if (paths.state / "bank.safetensors").is_file():
+        if paths.bank.is_file():
             try:
-                bank = load_file(str(paths.state / "bank.safetensors"))
-            except Exception:
+                bank = read_tensors(paths.bank)
+            except CheckpointFormatError:
                 bank = None
         projector.load_state_dict(state, bank=bank)
         break
@@ -509,7 +627,7 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
                 f"run {str(paths.root)!r}: no projector state or checkpoint holds the last recorded iterate "
                 f"(iteration {last_iter}, sha256 {last_hash[:12]}…); cannot resume"
             )
-        projector = _build_projector(task, proj_cfg, theta)
+        projector = build_projector(task, proj_cfg, theta)
         projector.iteration = last_iter
         state_note = "reset (no matching projector state; bank, L and Adam moments restart)"
         logger.warning("resume: %s", state_note)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from scpo.certify import backup_certificate, is_positive_definite, to_rational_matrix
-from scpo.policies.lqr import dlqr, terminal_level
+from scpo.systems import dlqr, terminal_level
 from scpo.systems import box_constraints
 
 dt = 0.1

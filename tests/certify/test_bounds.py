@@ -18,30 +18,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from scpo.certify import bounds as bnd
+from scpo.certify.bounds import crown as bnd
 from scpo.certify.bounds import (
     ClosedLoop,
     IntervalBounds,
-    Margin,
     Network,
     activation_relaxation,
     as_boxes,
     auto_lirpa_rollout_bounds,
     bound_rollout,
     box_max_quadratic,
+    closed_loop,
     closed_loop_from_policy,
-    closed_loop_from_task,
     closed_loop_module,
     ibp_network,
     interval_affine,
     network_from_module,
     parameter_box,
-    simulate,
     zonotope_max_quadratic,
 )
 from scpo.errors import InvalidInputError, NonFiniteError, ShapeError, UnsupportedError
+from scpo.numerics import Margin
 from scpo.policies import MLP, LinearBackup, ResidualPolicy
-from scpo.policies.lqr import dlqr
+from scpo.systems import ClosedLoopProblem, LinearSystem, dlqr, rollout
 
 DT = 0.1
 A_DI = np.array([[1.0, DT], [0.0, 1.0]])
@@ -50,6 +49,13 @@ B_DI = np.array([[DT * DT / 2], [DT]])
 
 def _lqr(A, B):
     return dlqr(A, B, np.eye(A.shape[0]), np.eye(B.shape[1])).K
+
+
+def simulate(loop: ClosedLoop, x0, horizon: int):
+    """Point rollouts of the loop through scpo.systems.rollout (differentiable in x0): (S, T+1, n), (S, T, m)."""
+    x = torch.as_tensor(x0, dtype=torch.float64) if not isinstance(x0, torch.Tensor) else x0
+    ro = rollout(loop, loop.policy(), x, horizon)
+    return ro.states[0], ro.inputs[0]
 
 
 def random_loop(seed: int, act: str = "tanh", scale: float = 0.5, hidden=(16, 16), m: int = 1) -> ClosedLoop:
@@ -63,7 +69,7 @@ def random_loop(seed: int, act: str = "tanh", scale: float = 0.5, hidden=(16, 16
     ws = tuple(rng.normal(0, 1.0 / math.sqrt(a), (b, a)) for a, b in zip(widths[:-1], widths[1:]))
     ws = ws[:-1] + (ws[-1] * scale * math.sqrt(widths[-2]),)
     bs = tuple(rng.normal(0, 0.3, b) for b in widths[1:])
-    return ClosedLoop(A, B, _lqr(A, B), Network(ws, bs, (act,) * len(hidden)))
+    return ClosedLoop(A, B, _lqr(A, B), Network.from_layers(ws, bs, act))
 
 
 def random_boxes(seed: int, count: int, lo_w=1e-3, hi_w=0.3, centre=0.9):
@@ -156,7 +162,7 @@ def test_relaxation_toy_values():
 # ----------------------------------------------------------------------------- toy closed loops
 def _scalar_loop(act_weight: float, K: float, A: float = 1.0):
     """x⁺ = A x + (K x + w2 tanh(w1 x)), a 1-1-1 network."""
-    net = Network((np.array([[1.0]]), np.array([[act_weight]])), (np.zeros(1), np.zeros(1)), ("tanh",))
+    net = Network.from_layers((np.array([[1.0]]), np.array([[act_weight]])), (np.zeros(1), np.zeros(1)), "tanh")
     return ClosedLoop(np.array([[A]]), np.array([[1.0]]), np.array([[K]]), net)
 
 
@@ -177,7 +183,7 @@ def test_affine_residual_gives_exact_bounds():
     # No hidden layer: φ(x) = W x + b, the loop is affine and x_T's range over a box is spanned by
     # the box's corners (reference: the corners' rollouts).
     rng = np.random.default_rng(4)
-    net = Network((rng.normal(0, 0.3, (1, 2)),), (np.array([0.05]),), ())
+    net = Network.from_layers((rng.normal(0, 0.3, (1, 2)),), (np.array([0.05]),))
     loop = ClosedLoop(A_DI, B_DI, _lqr(A_DI, B_DI), net)
     lo, hi = random_boxes(4, 30)
     rb = bound_rollout(loop, as_boxes(lo, hi), 7, method="crown")
@@ -374,21 +380,37 @@ def test_interval_affine_with_interval_weights_holds_for_samples(batched):
 
 
 # ----------------------------------------------------------------------------- networks and parameter boxes
-def test_network_from_mlp_and_simulate_match_the_task_rollout():
+def test_the_loop_policy_and_module_match_the_task_rollout():
     from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask
 
     task = DoubleIntegratorTask(DoubleIntegratorConfig(grid=8, horizon=6, hidden=(8, 8), n_samples=16))
     theta = task.theta0 + np.random.default_rng(0).normal(0, 0.2, task.dim)
-    loop = closed_loop_from_task(task, theta)
+    loop = closed_loop(task.problem, task.structure, theta)
+    assert loop.network.structure == task.structure and np.array_equal(loop.network.theta, theta)
+    # the loop read from the policy module is the same loop
+    other = closed_loop_from_policy(task.problem, task.policy_at(theta))
+    assert np.array_equal(other.network.theta, theta) and np.array_equal(other.K, loop.K)
     x0 = task.grid_states
     xs, us = simulate(loop, x0, 6)
-    ro = task.rollout(theta[None], x0)  # reference: scpo.systems.rollout with the task's policy
+    ro = task.rollout(theta[None], x0)  # reference: scpo.systems.rollout with the task's batched policy
     torch.testing.assert_close(xs, ro.states[0], rtol=0, atol=1e-13)
     torch.testing.assert_close(us, ro.inputs[0], rtol=0, atol=1e-13)
     mod = closed_loop_module(loop, 6)
     out = mod(torch.as_tensor(x0))
     ref = torch.cat([xs[:, 1:].reshape(len(x0), -1), us.reshape(len(x0), -1)], 1)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-13)
+
+
+def test_network_uses_the_one_flat_layout():
+    mlp = MLP(2, (5, 3), 1, "tanh", seed=4)
+    net = network_from_module(mlp)
+    assert net.structure == mlp.structure
+    for (W, b), (Wn, bn) in zip(mlp.structure.unflatten_numpy(net.theta), zip(net.weights, net.biases)):
+        assert np.array_equal(W, Wn) and np.array_equal(b, bn)
+    again = Network.from_layers(net.weights, net.biases, "tanh")
+    assert np.array_equal(again.theta, net.theta)
+    with pytest.raises(ShapeError, match="chain"):
+        Network.from_layers([np.zeros((3, 2)), np.zeros((1, 4))], [np.zeros(3), np.zeros(1)])
 
 
 def test_ibp_with_a_parameter_box_holds_for_sampled_parameters():
@@ -406,7 +428,7 @@ def test_ibp_with_a_parameter_box_holds_for_sampled_parameters():
         th = tlo + rng.random(theta.size) * (thi - tlo)
         pick = rng.random(theta.size)
         th = np.where(pick < 0.2, tlo, np.where(pick > 0.8, thi, th))  # include faces of the box
-        layers = net.unflatten(th)
+        layers = net.structure.unflatten_numpy(th)
         h = torch.as_tensor(x)
         for j, (W, b) in enumerate(layers):
             h = h @ torch.as_tensor(W).T + torch.as_tensor(b)
@@ -438,10 +460,11 @@ def _bp():
 
 def _bp_step(bp, loop: ClosedLoop, out: str = "state"):
     layers = []
+    last = len(loop.network.weights) - 1
     for j, (W, b) in enumerate(zip(loop.network.weights, loop.network.biases)):
         layers.append(bp.FixedLinear(torch.tensor(W), torch.tensor(b)))
-        if j < len(loop.network.activations):
-            layers.append(nn.Tanh() if loop.network.activations[j] == "tanh" else nn.ReLU())
+        if j < last:
+            layers.append(loop.network.activation.module())
     head = np.hstack([loop.A_cl, loop.B]) if out == "state" else np.hstack([loop.K, np.eye(loop.m)])
     return nn.Sequential(bp.Parallel(bp.FixedLinear(torch.eye(loop.n, dtype=torch.float64)), nn.Sequential(*layers)),
                          bp.FixedLinear(torch.tensor(head)))
@@ -525,6 +548,45 @@ def test_auto_lirpa_backend_is_sound_and_agrees_with_ours():
     assert torch.all(ours.states.width <= 1.01 * theirs.states.width + 1e-9)
 
 
+def test_auto_lirpa_backend_runs_in_float64_and_restores_the_default_dtype(monkeypatch):
+    # issue 15, item 11: upstream auto_LiRPA fails unless torch's default dtype is float64 during the
+    # call. A stand-in package records the default dtype inside the call and returns the IBP bounds of
+    # the traced module (reference: our own IBP of the same loop).
+    import sys
+    import types
+
+    loop = random_loop(12, "tanh", scale=0.3)
+    lo, hi = random_boxes(12, 5, lo_w=0.02, hi_w=0.05)
+    seen = {}
+
+    class BoundedModule:
+        def __init__(self, module, example, device):
+            self.module = module
+            seen["init"] = torch.get_default_dtype()
+
+        def compute_bounds(self, x, method):
+            seen["call"] = torch.get_default_dtype()
+            ours = bound_rollout(loop, as_boxes(lo, hi), 2, method="ibp", margin=Margin(rel=0.0, abs=0.0))
+            b = lo.shape[0]
+            lb = torch.cat([ours.states.lower[:, 1:].reshape(b, -1), ours.inputs.lower.reshape(b, -1)], 1)
+            ub = torch.cat([ours.states.upper[:, 1:].reshape(b, -1), ours.inputs.upper.reshape(b, -1)], 1)
+            return lb.float(), ub.float()
+
+    fake = types.ModuleType("auto_LiRPA")
+    fake.BoundedModule = BoundedModule
+    fake.BoundedTensor = lambda c, p: c
+    pert = types.ModuleType("auto_LiRPA.perturbations")
+    pert.PerturbationLpNorm = lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "auto_LiRPA", fake)
+    monkeypatch.setitem(sys.modules, "auto_LiRPA.perturbations", pert)
+    before = torch.get_default_dtype()
+    out = auto_lirpa_rollout_bounds(loop, as_boxes(lo, hi), 2, method="IBP")
+    assert seen == {"init": torch.float64, "call": torch.float64}
+    assert torch.get_default_dtype() == before
+    assert out.states.lower.dtype == torch.float64 and out.method == "auto_LiRPA:IBP"
+    torch.testing.assert_close(out.states.lower[:, 0], torch.as_tensor(lo))
+
+
 @pytest.mark.skipif(_has_auto_lirpa(), reason="auto_LiRPA is installed; the missing-backend message cannot be checked")
 def test_auto_lirpa_backend_absent_gives_a_clear_error():
     loop = random_loop(12, "tanh")
@@ -568,8 +630,10 @@ def test_unsupported_layers_are_named():
     with pytest.raises(UnsupportedError, match="GRU"):
         network_from_module(nn.GRU(2, 2))
     pol = ResidualPolicy(LinearBackup(np.array([[-1.0, -1.0]])), MLP(2, (4,), 1), switch_P=np.eye(2), switch_level=0.1)
+    system = LinearSystem(A=A_DI, B=B_DI, Hx=np.vstack([np.eye(2), -np.eye(2)]), hx=np.ones(4), Hu=np.array([[1.0], [-1.0]]), hu=np.ones(2))
+    problem = ClosedLoopProblem(system=system, K=np.array([[-1.0, -1.0]]), horizon=3)
     with pytest.raises(UnsupportedError, match="switch"):
-        closed_loop_from_policy(A_DI, B_DI, pol)
+        closed_loop_from_policy(problem, pol)
     with pytest.raises(UnsupportedError, match="theta_box"):
         bound_rollout(random_loop(0), as_boxes([[0.0, 0.0]], [[0.1, 0.1]]), 2, method="crown", theta_box=(np.zeros(1), np.ones(1)))
     with pytest.raises(UnsupportedError, match="'ibp', 'crown'"):

@@ -1,8 +1,5 @@
-"""State-Lipschitz bounds (naive, LipSDP with re-check, local interval Jacobians) and
-``scpo verify-lipschitz`` on small trained runs."""
-
-import json
-from pathlib import Path
+"""State-Lipschitz bounds (naive, LipSDP with re-check, local interval Jacobians) and the
+record-only radius of the smoothness verdicts (``scpo verify-lipschitz`` is tested in tests/cli)."""
 
 import cvxpy as cp
 import numpy as np
@@ -12,6 +9,7 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 from scpo.certify.lipschitz import (
+    layers_of,
     lipsdp,
     local_lipschitz,
     naive_lipschitz,
@@ -19,12 +17,12 @@ from scpo.certify.lipschitz import (
     sampled_jacobian_norm,
     state_lipschitz,
 )
-from scpo.certify.lipschitz_command import record_region_radius, verify_lipschitz_command
+from scpo.certify.region_cover import state_box
+from scpo.certify.smoothness import record_region_radius
 from scpo.errors import InvalidInputError, NonFiniteError, UnsupportedError
 from scpo.evidence import Level
 from scpo.projector.solvers import mosek_status
-from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask
-from scpo.training import resolve_config, train
+from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask, RegressionConfig, RegressionTask
 
 A = np.array([[1.0, 0.1], [0.0, 1.0]])
 B = np.array([[0.005], [0.1]])
@@ -172,7 +170,8 @@ def test_local_bounds_hold_on_thousands_of_cells(activation):
 def test_local_and_global_agree_with_sampled_jacobians_on_the_task():
     task = DoubleIntegratorTask(DoubleIntegratorConfig(hidden=(6, 6), grid=8, n_samples=8, horizon=5))
     theta = task.theta0 + 0.4 * np.random.default_rng(0).normal(size=task.dim)
-    rep = state_lipschitz(task, theta, cells_per_axis=6, n_samples=3000)
+    lo, hi = state_box(task.problem)
+    rep = state_lipschitz(task.problem, task.structure, theta, lo, hi, cells_per_axis=6, n_samples=3000)
     for claim in rep.claims():
         assert claim.holds, claim.details
     for m in ("residual", "policy", "closed-loop"):
@@ -182,11 +181,24 @@ def test_local_and_global_agree_with_sampled_jacobians_on_the_task():
         assert rep.local[m].shape == (36,) and np.all(np.isfinite(rep.local[m]))
     # local bounds dominate the Jacobian norm sampled inside each cell
     Ws, bs, act = network_weights(task.policy_at(theta).residual)
+    Ws2, bs2 = layers_of(task.structure, theta)  # the same layers from the flat layout
+    assert all(np.array_equal(a, b) for a, b in zip(Ws + bs, Ws2 + bs2))
     rng = np.random.default_rng(1)
+    P = task.problem
     for i in range(36):
         pts = rng.uniform(rep.cells_lower[i], rep.cells_upper[i], size=(50, 2))
-        Ccl = task.system.A + task.system.B @ task.K
-        assert sampled_jacobian_norm(Ws, bs, pts, Ccl, task.system.B).max() <= rep.local["closed-loop"][i]
+        assert sampled_jacobian_norm(Ws, bs, pts, P.A_cl, P.B).max() <= rep.local["closed-loop"][i]
+
+
+def test_a_static_problem_has_the_residual_map_only():
+    task = RegressionTask(RegressionConfig(hidden=(5,), n_grid=9, n_train=5))
+    theta = task.theta0 + 0.3 * np.random.default_rng(3).normal(size=task.dim)
+    x = task.constraint_states
+    rep = state_lipschitz(task.problem, task.structure, theta, x.min(0), x.max(0), cells_per_axis=4, n_samples=200)
+    assert {b.map for b in rep.bounds} == {"residual"} and rep.local["residual"].shape == (4,)
+    assert all(c.holds for c in rep.claims())
+    with pytest.raises(InvalidInputError, match="lower < upper"):
+        state_lipschitz(task.problem, task.structure, theta, x.max(0), x.min(0))
 
 
 def test_bad_input_names_the_problem():
@@ -201,79 +213,13 @@ def test_bad_input_names_the_problem():
         lipsdp(Ws, solver="cplex")
 
 
-# ------------------------------------------------------------------ scpo verify-lipschitz
-TINY = {"hidden": [8], "n_grid": 60, "n_train": 40}
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("lip")
-    adaptive = train(resolve_config("regression", task_overrides=TINY, train_overrides={"iterations": 10}), root / "adaptive").run
-    fixed = train(resolve_config("regression", task_overrides=TINY, projector_overrides={"L_fixed": True, "L_init": 50.0},
-                                 train_overrides={"iterations": 10}), root / "fixed").run
-    return adaptive, fixed
-
-
-def _json(path):
-    return json.loads(Path(path).read_text())
-
-
-def test_adaptive_run_is_not_certified_and_says_which_rows(runs, capsys):
-    run = runs[0]
-    rc = verify_lipschitz_command(run.path, None, None, False)
-    out = capsys.readouterr().out
-    assert rc == 1, out
-    cert = _json(run.paths.certificates / "lipschitz_iter_000010.json")
-    assert cert["rows"] == 120 and not cert["all_certified"]
-    pr = cert["per_row"]
-    L, sound, lower = (np.array(pr[k], dtype=float) for k in ("L_used_min", "sound", "lower"))
-    verdict = np.array(pr["verdict"])
-    # verdicts follow their definitions row by row
-    assert np.all((verdict == "certified") == (L >= sound))
-    assert np.all((verdict == "violated") == (L < lower))
-    assert cert["counts"]["certified"] + cert["counts"]["plausible"] + cert["counts"]["violated"] == 120
-    assert np.all(lower <= sound)
-    assert "verdicts" in out and "plausible" in out
-    claims = {c["name"]: c for c in cert["claims"]}
-    assert claims["smoothness_certified"]["level"] == "sound" and not claims["smoothness_certified"]["holds"]
-
-
-def test_run_with_L_above_the_certified_bound_is_certified_with_zero_rejections(runs, capsys):
-    run = runs[1]
-    assert all(r["rejected_tries"] == 0 and r["prediction_failures"] == 0 for r in run.records)
-    rc = verify_lipschitz_command(run.path, None, None, True)
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 0
-    assert out["all_certified"] and out["counts"]["certified"] == 120
-    assert max(out["per_row"]["sound"]) <= 50.0
-
-
-def test_an_iteration_without_state_uses_the_recorded_L_range_and_record_radius(runs, capsys):
-    run = runs[0]
-    rc = verify_lipschitz_command(run.path, 5, None, True)
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 1
-    assert "L_min" in out["L_used_source"]
-    R, how = record_region_radius(run.records, 5, bank_size=16, probe_radius=1e-3)
-    assert out["region"]["radius"] == pytest.approx(R)
-    # the record bound covers at least the distance between consecutive iterates
-    assert R >= np.linalg.norm(run.theta(5) - run.theta(4))
-    assert R >= np.linalg.norm(run.theta(6) - run.theta(5))
-
-
-def test_bad_input_exits_2(runs, tmp_path, capsys):
-    run = runs[0]
-    assert verify_lipschitz_command(run.path, None, 0.0, False) == 2
-    assert "radius" in capsys.readouterr().err
-    assert verify_lipschitz_command(run.path, None, float("nan"), False) == 2
-    assert verify_lipschitz_command(tmp_path / "missing", None, None, False) == 2
-    assert verify_lipschitz_command(run.path, 999, None, False) == 2
-    assert "999" in capsys.readouterr().err
-
-
-def test_relu_run_is_refused(tmp_path, capsys):
-    tc = {**TINY, "activation": "relu"}
-    run = train(resolve_config("regression", task_overrides=tc, train_overrides={"iterations": 2}), tmp_path / "relu").run
-    assert verify_lipschitz_command(run.path, None, 0.01, False) == 2
-    assert "ReLU" in capsys.readouterr().err
+def test_record_region_radius_covers_consecutive_steps():
+    # iteration 5 accepted a step of 0.3 with no rejected try; iteration 6 probed with a raw step 0.2
+    recs = [{"iteration": 5, "accepted": True, "step_norm": 0.3, "raw_step_norm": 0.4, "rejected_tries": 0},
+            {"iteration": 6, "accepted": True, "step_norm": 0.1, "raw_step_norm": 0.2, "rejected_tries": 0}]
+    R, how = record_region_radius(recs, 5, bank_size=4, probe_radius=None)
+    # iteration 6: its own raw step 0.2, and the entry of iteration 5 (0.4) moved by step 5 (0.3): 0.7
+    # iteration 5 (incl. its step): 0.4 + 0.3
+    assert R == pytest.approx(0.7) and "records" in how
+    with pytest.raises(InvalidInputError, match="no record"):
+        record_region_radius(recs, 9, bank_size=4, probe_radius=None)

@@ -9,11 +9,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, hessian, vmap
 
+from scpo.certify.intervals import TANH_D2_MAX
 from scpo.certify.smoothness import (
-    TANH_D2_MAX,
-    MLPStructure,
     Region,
-    RolloutModel,
     certified_L,
     curvature_search,
     mlp_hessian_bound_chain,
@@ -23,10 +21,28 @@ from scpo.certify.smoothness import (
     smoothness_bounds,
     smoothness_lower_bounds,
 )
+from scpo.certify.smoothness.lower import point_rows
 from scpo.errors import InvalidInputError, NonFiniteError, ShapeError, UnsupportedError
-from scpo.policies import MLP
+from scpo.numerics import Margin
+from scpo.policies import MLP, MLPStructure
 from scpo.projector import Projector, ProjectorConfig
 from scpo.tasks import DoubleIntegratorConfig, DoubleIntegratorTask, RegressionConfig, RegressionTask
+
+
+def bounds(task, theta, region, **kw):
+    """smoothness_bounds for a task's problem, residual, constraint states and row aggregation."""
+    return smoothness_bounds(task.problem, task.structure, theta, task.constraint_states, region, aggregation=task.rows,
+                             temperature=task.lse_temperature, **kw)
+
+
+def lower_bounds(task, theta, region, rows=None, **kw):
+    return smoothness_lower_bounds(task.problem, task.structure, theta, task.constraint_states, region, rows,
+                                   aggregation=task.rows, temperature=task.lse_temperature, **kw)
+
+
+def cert_L(task, theta, radius, **kw):
+    return certified_L(task.problem, task.structure, theta, task.constraint_states, radius, aggregation=task.rows,
+                       temperature=task.lse_temperature, **kw)
 
 
 def reference_output(mlp: MLP):
@@ -62,7 +78,7 @@ def test_factorisation_and_radius_zero_match_torch_hessian(seed, hidden, n_in):
     # the explicit Hessian graph UᵀMU equals torch.func.hessian entrywise
     np.testing.assert_allclose(U.T @ M @ U, H, rtol=0, atol=1e-12 * max(1.0, np.abs(H).max()))
     norm = np.abs(np.linalg.eigvalsh(H)).max()
-    bound = mlp_hessian_bound_interval(st, theta[None], x[None], 0.0, rel_margin=0.0)[0]
+    bound = mlp_hessian_bound_interval(st, theta[None], x[None], 0.0, margin=Margin(rel=0.0, abs=0.0))[0]
     # at radius 0 the interval bound is the Hessian norm itself (up to the documented rounding inflation)
     assert norm <= bound <= norm * (1 + 1e-12)
     # the norm chain is sound but looser
@@ -153,21 +169,20 @@ def _tiny_rollout_task(horizon=4):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rollout_chain_holds_against_sampling(seed):
     task = _tiny_rollout_task()
-    st = MLPStructure.from_module(task.policy.residual)
-    model = RolloutModel(A=task.system.A, B=task.system.B, K=task.K, Hx=task.system.Hx, hx=task.system.hx,
-                         Hu=task.system.Hu, hu=task.system.hu, P=task.P, gamma=task.gamma, horizon=task.config.horizon)
+    st = task.structure
+    problem = task.problem
     rng = np.random.default_rng(seed)
     n_box, n_pts = 40, 12
     centres = task.theta0[None] + rng.normal(size=(n_box, task.dim)) * rng.uniform(0.2, 1.0, size=(n_box, 1))
     states = rng.uniform(-1, 1, size=(n_box, 2))
     radii = 10 ** rng.uniform(-3, -1, size=n_box)
-    Hb, Gb = rollout_hessian_bound_chain(st, model, centres, states, radii, kind="ball")
-    assert Hb.shape == (n_box, model.n_rows)
+    Hb, Gb = rollout_hessian_bound_chain(st, problem, centres, states, radii, kind="ball")
+    assert Hb.shape == (n_box, problem.layout.n_rows)
     for i in range(n_box):
         x0 = torch.as_tensor(states[i])
 
         def rows(th):
-            return model.rows(st, th, x0)
+            return point_rows(problem, st, th, x0)
 
         D = rng.normal(size=(n_pts, task.dim))
         D *= radii[i] / np.linalg.norm(D, axis=1, keepdims=True)
@@ -183,18 +198,16 @@ def test_rollout_chain_holds_against_sampling(seed):
 def test_task_rows_match_the_task_and_max_rows_take_the_largest_underlying_bound():
     task_pr = _tiny_rollout_task()
     task_max = DoubleIntegratorTask(DoubleIntegratorConfig(hidden=(3, 3), horizon=4, grid=8, n_samples=8, rows="max"))
-    st = MLPStructure.from_module(task_pr.policy.residual)
+    st = task_pr.structure
     theta = task_pr.theta0 + 0.3 * np.random.default_rng(0).normal(size=task_pr.dim)
-    # the model's rows are the task's rows (reference: DoubleIntegratorTask.rollout_rows)
-    x0 = task_pr.train_states[3]
+    # the rows of one θ and one x0 are the task's rows (reference: the task's batched rollout)
+    x0 = task_pr.constraint_states[3]
     ref = task_pr.rollout_rows(task_pr.rollout(theta[None], x0[None]))[0, 0].numpy()
-    from scpo.certify.smoothness import rollout_model_of
-
-    mine = rollout_model_of(task_pr).rows(st, torch.as_tensor(theta), torch.as_tensor(x0)).numpy()
-    np.testing.assert_array_equal(mine, ref)
-    c_pr = smoothness_bounds(task_pr, theta, Region.ball(0.01))
-    c_max = smoothness_bounds(task_max, theta, Region.ball(0.01))
-    R = rollout_model_of(task_pr).n_rows
+    mine = point_rows(task_pr.problem, st, torch.as_tensor(theta), torch.as_tensor(x0)).numpy()
+    np.testing.assert_allclose(mine, ref, rtol=0, atol=1e-14)
+    c_pr = bounds(task_pr, theta, Region.ball(0.01))
+    c_max = bounds(task_max, theta, Region.ball(0.01))
+    R = task_pr.problem.layout.n_rows
     assert c_pr.L.size == task_pr.constraints(theta[None]).shape[1]
     np.testing.assert_array_equal(c_max.L, c_pr.L.reshape(-1, R).max(axis=1))
     assert "c_k ≥ 0" in c_max.statement
@@ -202,10 +215,10 @@ def test_task_rows_match_the_task_and_max_rows_take_the_largest_underlying_bound
 
 def test_lse_rows_bound_covers_sampled_curvature():
     task = DoubleIntegratorTask(DoubleIntegratorConfig(hidden=(3, 3), horizon=3, grid=8, n_samples=8, rows="lse", lse_temperature=0.05))
-    assert task.train_states.shape[0] > 0
+    assert task.constraint_states.shape[0] > 0
     theta = task.theta0 + 0.3 * np.random.default_rng(1).normal(size=task.dim)
-    cert = smoothness_bounds(task, theta, Region.ball(0.02))
-    lb = smoothness_lower_bounds(task, theta, Region.ball(0.02), rows=np.arange(min(10, cert.L.size)), ascent_steps=3)
+    cert = bounds(task, theta, Region.ball(0.02))
+    lb = lower_bounds(task, theta, Region.ball(0.02), rows=np.arange(min(10, cert.L.size)), ascent_steps=3)
     assert np.all(lb.values <= cert.L[lb.rows])
     assert np.all(lb.values > 0)
 
@@ -216,16 +229,16 @@ def test_lower_bounds_find_the_top_eigenvalue_and_stay_below_the_sound_bound():
     theta = task.theta0 + 0.5 * rng.normal(size=task.dim)
     mlp = task.policy.residual
     f = reference_output(mlp)
-    x = task._x_grid
+    x = torch.as_tensor(task.constraint_states)
     # radius 0: power iteration reaches the Hessian norm (reference: eigvalsh of torch.func.hessian)
-    lb0 = smoothness_lower_bounds(task, theta, Region.ball(0.0), power_iters=200)
+    lb0 = lower_bounds(task, theta, Region.ball(0.0), power_iters=200)
     exact = np.array([float(dense_hessian_norms(f, torch.as_tensor(theta)[None], x[j])[0]) for j in range(x.shape[0])])
     np.testing.assert_allclose(lb0.values[::2], exact, rtol=1e-4)
     assert np.all(lb0.values <= np.repeat(exact, 2) * (1 + 1e-9))
     # radius > 0: every lower bound is below the sound bound, and ascent beats the centre
     for region in (Region.ball(0.05), Region.box(0.01)):
-        cert = smoothness_bounds(task, theta, region)
-        lb = smoothness_lower_bounds(task, theta, region)
+        cert = bounds(task, theta, region)
+        lb = lower_bounds(task, theta, region)
         assert np.all(lb.values <= cert.L), region
         assert np.all(lb.details["ascent"] >= lb.details["power_centre"] * (1 - 1e-9))
 
@@ -234,7 +247,7 @@ def test_random_second_differences_underestimate_in_high_dimension():
     # a 1-64-64-1 net (d = 4353): random directions see the average curvature, the eigen-search the top
     task = RegressionTask(RegressionConfig(n_grid=4, n_train=10))
     theta = task.theta0 + 0.05 * np.random.default_rng(0).normal(size=task.dim)
-    lb = smoothness_lower_bounds(task, theta, Region.ball(1e-2), n_random=8, ascent_steps=2)
+    lb = lower_bounds(task, theta, Region.ball(1e-2), n_random=8, ascent_steps=2)
     assert np.all(lb.details["second_diff_random"] * 3 < lb.values)
 
 
@@ -250,7 +263,7 @@ def test_certified_L_gives_zero_rejected_steps():
         theta -= 0.02 * (m / (1 - 0.9**k)) / (np.sqrt(v / (1 - 0.999**k)) + 1e-8)
     theta[-9:] *= 0.95 / np.abs(task.predict(theta[None], np.linspace(-3, 3, 60))).max()
     R = 0.1
-    L = certified_L(task, theta, R)
+    L = cert_L(task, theta, R)
     evaluated = []
 
     def g(ths):
@@ -278,9 +291,9 @@ def test_certified_L_gives_zero_rejected_steps():
 def test_relu_is_refused_with_a_clear_message():
     task = RegressionTask(RegressionConfig(hidden=(4,), n_grid=5, n_train=5, activation="relu"))
     with pytest.raises(UnsupportedError, match="ReLU.*no finite L.*region certificate"):
-        smoothness_bounds(task, task.theta0, Region.ball(0.1))
+        bounds(task, task.theta0, Region.ball(0.1))
     with pytest.raises(UnsupportedError, match="ReLU"):
-        certified_L(task, task.theta0, 0.1)
+        cert_L(task, task.theta0, 0.1)
 
 
 def test_bad_input_is_rejected():
@@ -290,22 +303,27 @@ def test_bad_input_is_rejected():
     with pytest.raises(InvalidInputError, match="radius"):
         Region.ball(-1.0)
     with pytest.raises(InvalidInputError, match="radius"):
-        certified_L(task, task.theta0, 0.0)
+        cert_L(task, task.theta0, 0.0)
     with pytest.raises(InvalidInputError, match="region kind"):
         Region(kind="sphere", radius=1.0)
     with pytest.raises(NonFiniteError, match="theta"):
-        smoothness_bounds(task, np.full(task.dim, np.nan), Region.ball(0.1))
+        bounds(task, np.full(task.dim, np.nan), Region.ball(0.1))
     with pytest.raises(ShapeError, match="theta"):
-        smoothness_bounds(task, np.zeros(task.dim + 1), Region.ball(0.1))
+        bounds(task, np.zeros(task.dim + 1), Region.ball(0.1))
+    with pytest.raises(ShapeError, match="states"):
+        smoothness_bounds(task.problem, task.structure, task.theta0, np.zeros((3, 2)), Region.ball(0.1))
+    with pytest.raises(InvalidInputError, match="aggregation"):
+        smoothness_bounds(task.problem, task.structure, task.theta0, task.constraint_states, Region.ball(0.1), aggregation="mean")
     with pytest.raises(InvalidInputError, match="radius"):
         mlp_hessian_bound_chain(st, np.zeros((1, st.dim)), np.zeros((1, 1)), -0.1)
     with pytest.raises(NonFiniteError, match="x"):
         mlp_hessian_bound_interval(st, np.zeros((1, st.dim)), np.array([[np.inf]]), 0.1)
     with pytest.raises(UnsupportedError, match="Sigmoid"):
         MLPStructure.from_module(nn.Sequential(nn.Linear(1, 2), nn.Sigmoid(), nn.Linear(2, 1)))
-    with pytest.raises(UnsupportedError, match="switching"):
-        smoothness_bounds(DoubleIntegratorTask(DoubleIntegratorConfig(hidden=(3,), horizon=2, grid=6, n_samples=4, switching=True)),
-                          np.zeros(13), Region.ball(0.1))
+    from scpo.certify.bounds import require_unswitched
+
+    with pytest.raises(UnsupportedError, match="switch"):
+        require_unswitched(DoubleIntegratorTask(DoubleIntegratorConfig(hidden=(3,), horizon=2, grid=6, n_samples=4, switching=True)).policy)
 
 
 def test_tanh_second_derivative_constant():
@@ -326,3 +344,36 @@ def test_curvature_search_on_a_quadratic_with_known_spectrum():
     res = curvature_search(fn, np.ones(4), [torch.ones(2, dtype=torch.float64)], Region.ball(0.3), power_iters=30)
     np.testing.assert_allclose(res["lower"], 3.0, rtol=1e-9)
     np.testing.assert_allclose(res["second_diff_eig"], 3.0, rtol=1e-9)
+
+
+def test_static_rows_follow_the_problem_layout_and_the_margin_is_recorded():
+    # The regression task is a static problem: its rows are +f − b and −f − b per grid point, so the
+    # two rows of a grid point share one bound (the Hessian of −f is that of f).
+    task = RegressionTask(RegressionConfig(hidden=(4, 3), n_grid=7, n_train=5))
+    assert task.problem.is_static
+    theta = task.theta0 + 0.4 * np.random.default_rng(5).normal(size=task.dim)
+    cert = bounds(task, theta, Region.ball(0.03))
+    assert cert.rows == "mlp-output" and cert.L.size == 2 * 7
+    np.testing.assert_array_equal(cert.L[0::2], cert.L[1::2])
+    per_x = mlp_hessian_bound_chain(task.structure, theta[None], task.constraint_states, 0.03, kind="ball")
+    np.testing.assert_array_equal(cert.methods["norm-chain"][0::2], per_x)
+    assert cert.to_dict()["margin"] == cert.margin.to_dict() and cert.margin.abs == 0.0
+    # a larger relative margin scales every bound by exactly (1 + rel)
+    wide = bounds(task, theta, Region.ball(0.03), margin=Margin(rel=1e-6, abs=0.0))
+    np.testing.assert_allclose(wide.L, cert.L / (1 + 1e-9) * (1 + 1e-6), rtol=1e-15)
+
+
+def test_rollout_chain_without_a_terminal_set_bounds_the_layout_rows():
+    task = _tiny_rollout_task(horizon=3)
+    P = task.problem
+    from scpo.systems import ClosedLoopProblem
+
+    no_term = ClosedLoopProblem(system=P.system, K=P.K, horizon=P.horizon, state_names=P.state_names, input_names=P.input_names)
+    theta = task.theta0 + 0.2 * np.random.default_rng(2).normal(size=task.dim)
+    x0 = task.constraint_states[:4]
+    H, G = rollout_hessian_bound_chain(task.structure, no_term, theta[None], x0, 0.01)
+    assert H.shape == (4, no_term.layout.n_rows) == (4, P.layout.n_rows - 1)
+    assert np.all(np.isfinite(H)) and np.all(H >= 0)
+    # per row it is never tighter than the variant that also uses the terminal metric
+    H_t, _ = rollout_hessian_bound_chain(task.structure, P, theta[None], x0, 0.01)
+    assert np.all(H_t[:, :-1] <= H * (1 + 1e-12))

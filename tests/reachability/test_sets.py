@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scpo.errors import InvalidInputError, NonFiniteError, ShapeError
-from scpo.reachability.checks import membership_agreement, simulation_margin, steering_margin
+from scpo.reachability.checks import membership_agreement, simulation_margin, simulation_margins, steering_margin
 from scpo.reachability.exact import ellipsoid_in_polytope, exact_area, polytope_in_polytope
 from scpo.reachability.polytope import Polytope, bounding_box, box, equals
 from scpo.reachability.sets import (
@@ -130,29 +130,29 @@ def test_maximal_control_invariant_set_of_the_textbook_double_integrator(textboo
 # ----------------------------------------------------------------------------- DESIGN §5
 @pytest.fixture(scope="module")
 def di():
-    task = DoubleIntegratorTask()
-    inner, outer = terminal_targets(task.system, task.K, task.P, task.gamma, directions=16)
+    problem = DoubleIntegratorTask().problem
+    inner, outer = terminal_targets(problem.system, problem.K, problem.P, problem.gamma, directions=16)
     N = 10
     return {
-        "task": task,
+        "problem": problem,
         "inner": inner,
         "outer": outer,
         "N": N,
-        "backup": backward_reachable_sets(inner.polytope, task.system, N, K=task.K),
-        "controlled": backward_reachable_sets(inner.polytope, task.system, N),
-        "mpi": backup_invariant_set(task.system, task.K),
+        "backup": backward_reachable_sets(inner.polytope, problem.system, N, K=problem.K),
+        "controlled": backward_reachable_sets(inner.polytope, problem.system, N),
+        "mpi": backup_invariant_set(problem.system, problem.K),
     }
 
 
 def test_double_integrator_sets_nested_contain_Xf_and_inside_controllable(di):
-    task, N = di["task"], di["N"]
+    problem, N = di["problem"], di["N"]
     assert all(c.holds for c in di["inner"].claims + di["outer"].claims), [c.to_dict() for c in di["inner"].claims]
     B, C = di["backup"].sets, di["controlled"].sets
     assert len(B) == len(C) == N + 1
     for k in range(1, N + 1):
         assert polytope_in_polytope(B[k - 1], B[k], 1e-8)[0], k  # nested (exact)
         assert polytope_in_polytope(C[k - 1], C[k], 1e-8)[0], k
-        assert ellipsoid_in_polytope(task.P, task.gamma, B[k])[0], k  # X_f inside (exact)
+        assert ellipsoid_in_polytope(problem.P, problem.gamma, B[k])[0], k  # X_f inside (exact)
     for k in range(N + 1):
         assert polytope_in_polytope(B[k], C[k], 1e-8)[0], k  # backup ⊆ controllable (exact)
         assert polytope_in_polytope(B[k], di["mpi"].polytope, 1e-8)[0], k
@@ -163,9 +163,9 @@ def test_double_integrator_sets_nested_contain_Xf_and_inside_controllable(di):
 
 def test_double_integrator_mpi_contains_Xf(di):
     mpi = di["mpi"]
-    task = di["task"]
+    problem = di["problem"]
     assert mpi.converged
-    ok, worst = ellipsoid_in_polytope(task.P, task.gamma, mpi.polytope)
+    ok, worst = ellipsoid_in_polytope(problem.P, problem.gamma, mpi.polytope)
     assert ok and worst < 0
     # X_f touches X_cl (γ is the largest level inside it, shrunk by 1e-9): the margin is tiny but positive
     assert worst > -1e-6
@@ -174,12 +174,12 @@ def test_double_integrator_mpi_contains_Xf(di):
 def test_independent_check_of_pre_and_n_step_sets(di):
     # membership in the computed sets vs an LP over the input sequence (controlled) and a forward
     # simulation (backup), for random states; the LP / simulation do not use the set recursion.
-    task = di["task"]
+    problem = di["problem"]
     T = di["inner"].polytope
-    s = task.system
+    s = problem.system
     pre_ctrl = controlled_pre(T, s)
-    pre_cl = closed_loop_pre(T, s, task.K)
-    for computed, k, K in ((pre_ctrl, 1, None), (pre_cl, 1, task.K), (di["controlled"].sets[6], 6, None), (di["backup"].sets[6], 6, task.K)):
+    pre_cl = closed_loop_pre(T, s, problem.K)
+    for computed, k, K in ((pre_ctrl, 1, None), (pre_cl, 1, problem.K), (di["controlled"].sets[6], 6, None), (di["backup"].sets[6], 6, problem.K)):
         claim = membership_agreement(computed, s, T, k, K=K, samples=40, seed=k)
         d = claim.details
         assert claim.holds, d
@@ -201,6 +201,23 @@ def test_steering_and_simulation_margins_by_hand(scalar):
     K = np.array([[-1.5]])
     assert simulation_margin(np.array([0.4]), scalar, K, box([-0.1], [0.1]), 2) == pytest.approx(0.0, abs=1e-15)
     assert simulation_margin(np.array([0.5]), scalar, K, box([-0.1], [0.1]), 2) == pytest.approx(-0.025)
+
+
+def test_batched_simulation_margins_match_the_hand_values(scalar):
+    # the batched margins (one rollout by scpo.systems.rollout) are the one-state ones, state by state:
+    # from x₀ the backup x⁺ = 0.5x gives x₂ = x₀/4, so the target row |x₂| ≤ 0.1 has slack 0.1 − |x₀|/4;
+    # the state rows |x_t| ≤ 10 (slack ≥ 9.4) and the input rows |u_t| = |1.5 x_t| ≤ 1 (slack ≥ 0.1) are
+    # slacker for |x₀| ≤ 0.6 (hand). A non-finite state is refused.
+    K = np.array([[-1.5]])
+    T = box([-0.1], [0.1])
+    x0 = np.array([[0.4], [-0.2], [0.6], [0.5]])
+    m = simulation_margins(x0, scalar, K, T, 2)
+    np.testing.assert_allclose(m, 0.1 - np.abs(x0[:, 0]) / 4, atol=1e-15)
+    assert [simulation_margin(x, scalar, K, T, 2) for x in x0] == pytest.approx(m.tolist(), abs=0)
+    # zero steps: the margin of x₀ ∈ T, capped at 1 far inside
+    assert simulation_margins(np.array([[0.0]]), scalar, K, box([-5.0], [5.0]), 0)[0] == 1.0
+    with pytest.raises(NonFiniteError):
+        simulation_margins(np.array([[np.nan]]), scalar, K, T, 2)
 
 
 # ----------------------------------------------------------------------------- 3-D

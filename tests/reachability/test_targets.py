@@ -29,18 +29,18 @@ def test_tangent_polygons_of_an_ellipse_have_the_closed_form_areas(M):
 
 
 def test_double_integrator_targets_bracket_Xf():
-    task = DoubleIntegratorTask()
-    inner, outer = terminal_targets(task.system, task.K, task.P, task.gamma, directions=16)
+    problem = DoubleIntegratorTask().problem
+    inner, outer = terminal_targets(problem.system, problem.K, problem.P, problem.gamma, directions=16)
     assert inner.relation == "inner" and outer.relation == "outer"
     names = {c.name: c for c in inner.claims + outer.claims}
     assert set(names) == {"inner_target_inside_Xf", "inner_target_invariant", "outer_target_contains_Xf"}
     assert all(c.holds and c.level.value == "exact" for c in names.values()), [c.to_dict() for c in names.values()]
-    xf_area = math.pi * task.gamma / math.sqrt(np.linalg.det(task.P))
+    xf_area = math.pi * problem.gamma / math.sqrt(np.linalg.det(problem.P))
     assert float(exact_area(inner.polytope)) < xf_area < float(exact_area(outer.polytope))
     # points on the ellipse boundary: outside (or on) T_in, inside T_out
-    L = np.linalg.cholesky(task.P)
+    L = np.linalg.cholesky(problem.P)
     th = np.linspace(0, 2 * np.pi, 200)
-    pts = (math.sqrt(task.gamma) * np.linalg.solve(L.T, np.stack([np.cos(th), np.sin(th)]))).T
+    pts = (math.sqrt(problem.gamma) * np.linalg.solve(L.T, np.stack([np.cos(th), np.sin(th)]))).T
     assert np.all(outer.polytope.residual(pts) <= 1e-12)
     assert np.all(inner.polytope.residual(pts) >= -1e-12)
     d = inner.to_dict()
@@ -56,6 +56,6 @@ def test_bad_ellipsoids_are_refused():
         ellipsoid_inner_polytope(np.eye(2), 0.0)
     with pytest.raises(ShapeError, match="P: expected a square matrix"):
         ellipsoid_inner_polytope(np.ones((2, 3)), 1.0)
-    task = DoubleIntegratorTask()
+    problem = DoubleIntegratorTask().problem
     with pytest.raises(ShapeError, match="P: expected shape \\(2, 2\\)"):
-        terminal_targets(task.system, task.K, np.eye(3), 1.0)
+        terminal_targets(problem.system, problem.K, np.eye(3), 1.0)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import scpo
-from scpo.reports.commands import report_command
-from scpo.reports.report import RunReport, build_report
+from scpo.reports import build_report
+from scpo.reports.collect import selected_rows
 from scpo.runs import load_run
 from scpo.tasks import RegressionConfig, regression_reference
 from scpo.training import resolve_config, train
@@ -55,7 +55,7 @@ def test_regression_report_files_and_summary(reg_report):
     rep = run_dir / "report"
     for name in ("index.html", "report.md", "summary.json", "iterations.csv", "training_curves.png", "regression_fit.png"):
         assert (rep / name).is_file(), name
-    assert res.exit_code == 0
+    assert res.ok
     s = json.loads((rep / "summary.json").read_text())
     assert REQUIRED_SUMMARY <= set(s)
     run = load_run(run_dir)
@@ -72,7 +72,7 @@ def test_regression_report_files_and_summary(reg_report):
     levels = {c["name"]: (c["level"], c["holds"]) for c in s["certificates"]}
     assert levels["base_case"] == ("exact", True) and levels["steps"] == ("evaluated", True)
     assert s["induction"]["level"] == "evaluated" and s["induction"]["holds"] is True
-    assert s["audit"]["exit_code"] == 0
+    assert s["audit"]["verdict"] == "verified" and s["audit"]["ok"] is True
     with open(rep / "iterations.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["iteration"]) for r in rows] == [r["iteration"] for r in recs]
@@ -124,7 +124,7 @@ def test_levels_are_shown_as_recorded_and_never_upgraded(di_report, tmp_path):
         assert row and row.group(1) == level, name
     # a sound region claim that does not hold does not upgrade (or break) the grid induction
     assert res.summary["induction"]["level"] == "evaluated" and res.summary["induction"]["holds"]
-    assert res.exit_code == 1  # a required claim (region_safe) fails, so the report says so
+    assert not res.ok  # a required claim (region_safe) fails, so the report says so
 
 
 def test_demo_style_report_states_the_induction_in_order(di_report):
@@ -152,7 +152,7 @@ def test_demo_style_report_states_the_induction_in_order(di_report):
     assert "verified" in steps[6]
 
 
-def test_report_of_a_run_with_an_unsafe_accepted_iterate(reg_report, tmp_path, capsys):
+def test_report_of_a_run_with_an_unsafe_accepted_iterate(reg_report, tmp_path):
     run_dir, _ = reg_report
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -162,28 +162,46 @@ def test_report_of_a_run_with_an_unsafe_accepted_iterate(reg_report, tmp_path, c
         if r["iteration"] == k:
             r["max_constraint"], r["violation"] = 0.05, True
     (run / "certificates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    assert report_command(run) == 1  # the report is written and says what fails
-    out = capsys.readouterr().out
-    assert "FAILS [evaluated] steps" in out and "audit                failed (exit 1)" in out
+    res = build_report(run)
+    assert not res.ok  # the report is written and says what fails
     s = json.loads((run / "report" / "summary.json").read_text())
+    assert s == res.summary
     assert s["violations"] == 1 and s["induction"]["holds"] is False
     assert next(c for c in s["certificates"] if c["name"] == "steps")["holds"] is False
-    assert s["audit"]["exit_code"] == 1  # the audit re-evaluates g at iteration k and disagrees with the record
+    assert s["audit"]["verdict"] == "failed"  # the audit re-evaluates g at iteration k and disagrees with the record
     md = (run / "report" / "report.md").read_text()
     assert "**VIOLATION**" in md and "Conclusion **[evaluated]** **FAILS**" in md
-    assert report_command(tmp_path / "missing") == 2
-    assert "expected a run directory" in capsys.readouterr().err
+
+
+def test_missing_run_directory_writes_nothing(tmp_path):
+    from scpo.errors import RunDirectoryError
+
+    with pytest.raises(RunDirectoryError, match="expected a run directory"):
+        build_report(tmp_path / "missing")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_long_runs_are_summarised(reg_report):
     run_dir, _ = reg_report
-    rep = RunReport(run_dir, audit=False)
-    base = rep.records
-    rep.records = [{**base[i % len(base)], "iteration": i + 1} for i in range(200)]
-    rows, summarised = rep._selected_rows()
+    base = load_run(run_dir).records
+    rows, summarised = selected_rows([{**base[i % len(base)], "iteration": i + 1} for i in range(200)])
     its = [r["iteration"] for r in rows]
     assert summarised and its[:10] == list(range(1, 11)) and its[-10:] == list(range(191, 201))
     assert set(range(1, 201, 10)) <= set(its) and len(its) < 60
+    short, cut = selected_rows(base)
+    assert short == base and not cut
+
+
+def test_the_task_speaks_for_itself(reg_report, di_report):
+    """The task's own paragraphs and the meaning of g are on the page, for either task."""
+    for run_dir, res in (reg_report, di_report):
+        task = load_run(run_dir).task
+        md = res.markdown.read_text()
+        for paragraph in task.report_paragraphs():
+            assert paragraph in md
+        assert task.meaning_of_g() in md
+        for line in task.quality_summary(task.quality(task.theta0), task.quality(load_run(run_dir).theta())):
+            assert line in md
 
 
 # ------------------------------------------------------------------------------- headless Chromium

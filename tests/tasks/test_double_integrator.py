@@ -72,7 +72,7 @@ def test_row_modes_layout_and_ordering(task, rng):
     g_max = task.constraints(theta[None])[0]
     np.testing.assert_allclose(g_per.reshape(S, -1).max(axis=1), g_max, rtol=1e-14)
     # log-sum-exp is an upper bound of the maximum (the safe direction), on its own grid
-    full = task.rollout_rows(task.rollout(theta[None], lse.train_states))[0]
+    full = task.rollout_rows(task.rollout(theta[None], lse.constraint_states))[0]
     lse_vals = lse.constraints(theta[None])[0]
     assert np.all(lse_vals >= full.max(-1).values.numpy() - 1e-15)
 

@@ -51,7 +51,7 @@ def test_constraint_rows_are_interleaved_upper_then_lower(rng):
     g = task.constraints(theta[None])[0]
     np.testing.assert_allclose(g[0::2], f - 1.0, rtol=1e-13)
     np.testing.assert_allclose(g[1::2], -f - 1.0, rtol=1e-13)
-    assert task.constraint_labels()[0].startswith("f(-3.0000) <= 1")
+    assert task.constraint_labels()[:2] == ["x0=(-3.0000) t=0 f ≤ 1", "x0=(-3.0000) t=0 f ≥ -1"]
 
 
 def test_make_task_rejects_unknown_names_and_keys():

@@ -1,9 +1,12 @@
 """Baselines that SCPO is benchmarked against (``benchmarks/bench_methods.py``).
 
-Each exposes the projector's interface as far as practical: ``step()`` returns a record with
-``accepted``, ``objective``, ``max_constraint``, ``evaluations`` and the time split, and the
-object has ``theta``, ``g``, ``objective_value`` and a running ``evaluations`` count, so one
-loop drives every method. Unconstrained training is the projector with ``projection=False``.
+Each implements the optimiser protocol of the projector (:class:`scpo._iterate.IterateState`):
+``step()`` returns a record with ``accepted``, ``objective``, ``max_constraint``, ``evaluations``
+and the time split; the object has ``theta``, ``g``, ``objective_value``, ``iteration`` and a
+running ``evaluations`` count, and ``state_dict`` / ``load_state_dict``, so one loop drives every
+method and one contract suite (``tests/test_iterate.py``) checks them all: a non-finite ``g`` is
+never accepted, every evaluation is counted, the state round-trips. Unconstrained training is the
+projector with ``projection=False``.
 
 Public names::
 

@@ -58,17 +58,15 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .._iterate import IterateState
+from .._iterate import StepClock, check_config
 from .._validate import as_array, check_in, check_int, check_positive
-from ..errors import ConfigError, InvalidInputError, NonFiniteError, ShapeError, UnsafeStartError
-from .common import DIRECTION_SAMPLERS, BaselineRecord, sample_directions, two_point_jacobian
+from ..errors import ConfigError, InvalidInputError, UnsafeStartError
+from .common import DIRECTION_SAMPLERS, BaselineRecord, TwoPointJacobian, ZerothOrderBaseline
 
 __all__ = ["LBSGD", "LBSGDConfig", "DIRECTIONAL_BOUNDS", "lbsgd_step_size"]
 
@@ -188,29 +186,38 @@ def lbsgd_step_size(
     return min(gamma_safe, gamma_smooth), gamma_safe, gamma_smooth
 
 
-class LBSGD(IterateState):
+_STOP_REASONS = (None, "slack_below_probe_radius", "infeasible_iterate")
+
+
+class LBSGD(ZerothOrderBaseline):
     """LB-SGD with zeroth-order constraint gradients (see the module docstring).
+
+    Each :meth:`step` estimates ``∇B_η(θ)`` (B) and moves by ``−γ_t ∇B_η`` with the safe step
+    size (S).
 
     Parameters
     ----------
     theta0 : ndarray, shape (d,)
         Start; must be strictly feasible (``g(θ₀) < 0``: the barrier is finite only there).
     objective : callable
-        ``f(θ) -> float``.
+        The objective ``f⁰``: ``θ -> float``.
     objective_and_grad : callable
-        ``θ -> (f(θ), ∇f(θ))``.
+        ``θ -> (f⁰(θ), ∇f⁰(θ))``; the gradient is exact (first-order feedback for ``f⁰``).
     constraints : callable
-        ``(B, d) -> (B, N)``.
+        The rows ``fⁱ = g_i``, evaluated in batches ``(B, d) -> (B, N)`` (never differentiated).
     config : LBSGDConfig
+        Barrier schedule, step-size constants and estimator settings.
     M : ndarray, shape (N,), optional
         Per-row smoothness constants (default ``config.M`` for every row).
     g0 : ndarray, shape (N,), optional
-        ``g(θ₀)`` if already evaluated.
+        ``g(θ₀)`` when the caller has evaluated it already (saves one evaluation).
 
     Raises
     ------
     UnsafeStartError
         When some ``g_i(θ₀) ≥ 0``.
+    UnsupportedError
+        When ``config`` is not an :class:`LBSGDConfig`.
     """
 
     def __init__(
@@ -224,34 +231,23 @@ class LBSGD(IterateState):
         M: np.ndarray | None = None,
         g0: np.ndarray | None = None,
     ) -> None:
-        if not isinstance(config, LBSGDConfig):
-            raise TypeError(f"config: expected an LBSGDConfig, got {type(config).__name__}")
-        self.config = config
-        self._theta = as_array("theta0", theta0, ndim=1).copy()
-        self.dim = self._theta.size
-        self._objective = objective
-        self._objective_and_grad = objective_and_grad
-        self._constraints = constraints
+        self.config = check_config(config, LBSGDConfig)
         self._rng = np.random.default_rng(config.seed)
-        self.evaluations = 0
-        if g0 is None:
-            g0 = self._evaluate(self._theta[None, :], check_n=False)[0][0]
-        g0 = as_array("g(theta0)", g0, ndim=1)
+        self._M_given = M
+        self._start(theta0, g0, (objective, objective_and_grad, constraints), check_start=self._check_start)
+        self._stopped: str | None = None
+
+    def _check_start(self, g0: np.ndarray) -> None:
+        """Strict feasibility of ``θ₀`` and the per-row ``M`` (checked before ``f(θ₀)`` is evaluated)."""
         if not np.all(g0 < 0):
             raise UnsafeStartError(
                 f"g(theta0): LB-SGD needs a strictly feasible start, but {int(np.sum(~(g0 < 0)))} row(s) are >= 0 "
                 f"(max {float(np.max(g0)):.3e})"
             )
-        self.n_constraints = g0.size
-        self._g = g0.copy()
-        self.M = np.full(self.n_constraints, config.M) if M is None else as_array("M", M, shape=(self.n_constraints,)).copy()
+        M = self._M_given
+        self.M = np.full(g0.size, self.config.M) if M is None else as_array("M", M, shape=(g0.size,)).copy()
         if not np.all(self.M > 0):
             raise InvalidInputError(f"M: expected positive smoothness constants, got minimum {float(np.min(self.M))}")
-        self._f = float(objective(self._theta))
-        if not math.isfinite(self._f):
-            raise NonFiniteError(f"objective(theta0): expected a finite value, got {self._f}")
-        self.iteration = 0
-        self._stopped: str | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -266,54 +262,47 @@ class LBSGD(IterateState):
         return self._stopped
 
     def barrier_value(self) -> float:
-        """``B_η(θ)`` at the current iterate with the current ``η`` (inf outside the feasible set)."""
+        """``B_η(θ)`` at the current iterate with the current ``η`` (inf outside the feasible set).
+
+        Returns
+        -------
+        float
+            ``f(θ) − η Σᵢ log(−gᵢ(θ))``.
+        """
         if not np.all(self._g < 0):
             return float("inf")
         return self._f - self.eta * float(np.sum(np.log(-self._g)))
 
     # ------------------------------------------------------------------ one iteration
-    def step(self) -> BaselineRecord:
-        """One LB-SGD iteration: estimate ``∇B_η``, take the step (S), evaluate the new iterate."""
+    def _directional_bound(self, jac: TwoPointJacobian, u: np.ndarray) -> np.ndarray:
+        """``θ̂ᵢ`` of (S) and (M2): a bound on ``|⟨∇fⁱ, u⟩|`` by ``config.directional_bound``."""
         cfg = self.config
-        t_start = time.perf_counter()
-        evals_before = self.evaluations
+        if cfg.directional_bound == "lipschitz":
+            return np.full(self.n_constraints, float(cfg.lipschitz))
+        theta_hat = np.abs(jac.jvp(u))
+        if cfg.directional_bound == "estimate":
+            theta_hat = theta_hat + math.sqrt(2.0 * math.log(1.0 / cfg.delta)) * float(cfg.lipschitz) / math.sqrt(cfg.n_directions)
+        return theta_hat
+
+    def step(self) -> BaselineRecord:
+        """One LB-SGD iteration: estimate ``∇B_η``, take the step (S), evaluate the new iterate.
+
+        Returns
+        -------
+        BaselineRecord
+            ``details`` holds ``eta`` and, for a step taken, ``gamma, gamma_safe, gamma_smooth``,
+            ``barrier_grad_norm`` and ``min_slack``.
+        """
+        cfg = self.config
+        clock = StepClock(self)
         eta = self.eta
         self.iteration += 1
-
-        def record(accepted: bool, reason: str, *, step_norm: float = 0.0, eval_time: float = 0.0,
-                   grad_time: float = 0.0, **details: Any) -> BaselineRecord:
-            return BaselineRecord(
-                iteration=self.iteration,
-                accepted=accepted,
-                reason=reason,
-                objective=self._f,
-                max_constraint=float(np.max(self._g)),
-                step_norm=step_norm,
-                evaluations=self.evaluations - evals_before,
-                evaluation_time_s=eval_time,
-                gradient_time_s=grad_time,
-                wall_time_s=time.perf_counter() - t_start,
-                details={"eta": eta, **details},
-            )
-
         if self._stopped is not None:
-            return record(False, self._stopped)
-
-        t0 = time.perf_counter()
-        _, grad_f = self._objective_and_grad(self._theta)
-        grad_f = np.asarray(grad_f, dtype=float)
-        grad_time = time.perf_counter() - t0
-        if grad_f.shape != (self.dim,):
-            raise ShapeError(f"objective_and_grad: expected a gradient of shape ({self.dim},), got {grad_f.shape}")
-
-        U = sample_directions(self._rng, cfg.n_directions, self.dim, cfg.directions)
-        t0 = time.perf_counter()
-        jac, G = two_point_jacobian(self._constraints, self._theta, self._g, U, cfg.nu)
-        eval_time = time.perf_counter() - t0
-        self.evaluations += U.shape[0]
+            return self._record(clock, False, self._stopped, details={"eta": eta})
+        _, grad_f = self._gradient(clock)
+        jac, G = self._estimate_jacobian(clock, cfg.n_directions, cfg.nu, cfg.directions)
         if not np.all(np.isfinite(G)):
-            return record(False, "nonfinite_probe", eval_time=eval_time, grad_time=grad_time)
-
+            return self._record(clock, False, "nonfinite_probe", details={"eta": eta})
         alpha = -self._g
         if cfg.lipschitz is not None:
             alpha = alpha - cfg.nu * cfg.lipschitz
@@ -321,34 +310,48 @@ class LBSGD(IterateState):
             # Within ν·L of the boundary the probes themselves may be unsafe: the zeroth-order
             # variant cannot go on from here.
             self._stopped = "slack_below_probe_radius"
-            return record(False, self._stopped, eval_time=eval_time, grad_time=grad_time)
-
+            return self._record(clock, False, self._stopped, details={"eta": eta})
         direction = grad_f + jac.vjp(eta / alpha)
         gnorm = float(np.linalg.norm(direction))
-        if not math.isfinite(gnorm):
-            return record(False, "nonfinite_gradient", eval_time=eval_time, grad_time=grad_time)
-        if gnorm == 0.0:
-            return record(False, "zero_gradient", eval_time=eval_time, grad_time=grad_time)
-        u = direction / gnorm
-        if cfg.directional_bound == "lipschitz":
-            theta_hat = np.full(self.n_constraints, float(cfg.lipschitz))
-        else:
-            theta_hat = np.abs(jac.jvp(u))
-            if cfg.directional_bound == "estimate":
-                theta_hat = theta_hat + math.sqrt(2.0 * math.log(1.0 / cfg.delta)) * float(cfg.lipschitz) / math.sqrt(cfg.n_directions)
+        if not math.isfinite(gnorm) or gnorm == 0.0:
+            reason = "zero_gradient" if gnorm == 0.0 else "nonfinite_gradient"
+            return self._record(clock, False, reason, details={"eta": eta})
+        theta_hat = self._directional_bound(jac, direction / gnorm)
         gamma, gamma_safe, gamma_smooth = lbsgd_step_size(alpha, theta_hat, self.M, cfg.M0, eta, gnorm)
-
-        cand = self._theta - gamma * direction
-        g_new, dt = self._evaluate(cand[None, :])
-        eval_time += dt
-        self._theta = cand
-        self._g = g_new[0]
-        self._f = float(self._objective(cand))
-        details = dict(gamma=gamma, gamma_safe=gamma_safe, gamma_smooth=gamma_smooth, barrier_grad_norm=gnorm,
+        details = dict(eta=eta, gamma=gamma, gamma_safe=gamma_safe, gamma_smooth=gamma_smooth, barrier_grad_norm=gnorm,
                        min_slack=float(np.min(alpha)))
+        if not self._move(self._theta - gamma * direction, clock):
+            return self._record(clock, False, "nonfinite_constraints", details=details)
         if not np.all(self._g < 0):
             self._stopped = "infeasible_iterate"
             logger.warning("LB-SGD iteration %d: the iterate violates %d row(s) (max %.3e); the barrier is undefined, stopping",
-                           self.iteration, int(np.sum(~(self._g < 0))), float(np.nanmax(self._g)))
-            return record(True, "infeasible_iterate", step_norm=gamma * gnorm, eval_time=eval_time, grad_time=grad_time, **details)
-        return record(True, "accepted", step_norm=gamma * gnorm, eval_time=eval_time, grad_time=grad_time, **details)
+                           self.iteration, int(np.sum(~(self._g < 0))), float(np.max(self._g)))
+            return self._record(clock, True, "infeasible_iterate", gamma * gnorm, details)
+        return self._record(clock, True, "accepted", gamma * gnorm, details)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays that let a fresh :class:`LBSGD` (same arguments) continue exactly from here.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``theta`` (d,), ``g`` (N,), ``objective`` (1,), ``counters`` (iteration,
+            evaluations, stop reason code), ``rng`` (6,), ``M`` (N,).
+        """
+        stop = _STOP_REASONS.index(self._stopped)
+        return {**self._baseline_arrays([self.iteration, self.evaluations, stop]), "M": self.M.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from :meth:`state_dict` (shapes are checked).
+
+        Parameters
+        ----------
+        state : dict of str to ndarray
+            From :meth:`state_dict` of an LB-SGD with the same ``d`` and ``N``.
+        """
+        self.iteration, self.evaluations, stop = self._load_baseline_arrays(state, 3)
+        if not 0 <= stop < len(_STOP_REASONS):
+            raise InvalidInputError(f"counters: expected a stop code in [0, {len(_STOP_REASONS)}), got {stop}")
+        self._stopped = _STOP_REASONS[stop]
+        self.M = as_array("M", state["M"], shape=(self.n_constraints,)).copy()

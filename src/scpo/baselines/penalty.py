@@ -33,7 +33,6 @@ value (N&W Algorithm 17.4, in the simplified form of a fixed inner iteration cou
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from .._iterate import IterateState
+from .._iterate import StepClock, check_config
 from .._validate import as_array, check_in, check_int, check_nonnegative, check_positive
-from ..errors import ConfigError, InvalidInputError, NonFiniteError, ShapeError
-from ..projector.directions import adam_direction, adam_init, sgd_direction
-from .common import DIRECTION_SAMPLERS, BaselineRecord, sample_directions, two_point_jacobian
+from ..errors import ConfigError, InvalidInputError, ShapeError
+from ..projector.directions import AdamState, adam_init, check_step_rule, raw_direction
+from .common import DIRECTION_SAMPLERS, BaselineRecord, ZerothOrderBaseline
 
 __all__ = ["PENALTY_METHODS", "PENALTY_GRADIENTS", "Penalty", "PenaltyConfig", "augmented_lagrangian"]
 
@@ -60,6 +59,7 @@ class PenaltyConfig:
     Attributes
     ----------
     method : {"quadratic", "augmented-lagrangian"}
+        Penalty schedule (see the module docstring).
     rho : float
         Initial penalty parameter ``ρ``.
     rho_growth : float
@@ -76,8 +76,9 @@ class PenaltyConfig:
     n_directions, nu, directions
         Zeroth-order estimator: number of directions, sampling radius, sampler.
     direction : {"adam", "sgd"}
-        Step rule on ``∇Φ``; ``lr, beta1, beta2, adam_eps`` as in
-        :class:`scpo.projector.ProjectorConfig`.
+        Step rule on ``∇Φ``.
+    lr, beta1, beta2, adam_eps : float
+        Learning rate and Adam's parameters, as in :class:`scpo.projector.ProjectorConfig`.
     seed : int
         Seeds the direction sampler.
     """
@@ -115,13 +116,7 @@ class PenaltyConfig:
             check_int("n_directions", self.n_directions, minimum=1)
             check_positive("nu", self.nu)
             check_in("directions", self.directions, DIRECTION_SAMPLERS)
-            check_in("direction", self.direction, ("adam", "sgd"))
-            check_positive("lr", self.lr)
-            for name in ("beta1", "beta2"):
-                b = check_nonnegative(name, getattr(self, name))
-                if not b < 1:
-                    raise InvalidInputError(f"{name}: expected a number in [0, 1), got {b}")
-            check_positive("adam_eps", self.adam_eps)
+            check_step_rule(self)
             check_int("seed", self.seed, minimum=0)
         except InvalidInputError as exc:
             raise ConfigError(f"PenaltyConfig.{exc}") from None
@@ -144,6 +139,7 @@ def augmented_lagrangian(f: float, g: np.ndarray, lam: np.ndarray, rho: float) -
     Returns
     -------
     value : float
+        ``Φ_ρ(θ; λ)``.
     w : ndarray, shape (N,)
         ``∇_θ Φ = ∇f + Σᵢ wᵢ ∇gᵢ``.
     """
@@ -151,8 +147,11 @@ def augmented_lagrangian(f: float, g: np.ndarray, lam: np.ndarray, rho: float) -
     return f + float(np.sum(w * w - lam * lam)) / (2.0 * rho), w
 
 
-class Penalty(IterateState):
+class Penalty(ZerothOrderBaseline):
     """Quadratic penalty / augmented Lagrangian with Adam or SGD inner steps (module docstring).
+
+    Each :meth:`step` takes one step of the raw rule on ``∇_θ Φ_ρ(θ; λ)`` and then, every
+    ``update_every`` iterations, updates ``ρ`` and ``λ``.
 
     Parameters
     ----------
@@ -165,11 +164,19 @@ class Penalty(IterateState):
     constraints : callable
         ``(B, d) -> (B, N)``.
     config : PenaltyConfig
+        The method's settings.
     differentiable_constraints : callable, optional
         ``torch.Tensor (d,) -> torch.Tensor (N,)``, differentiable; required by
         ``gradient="autograd"``.
     g0 : ndarray, shape (N,), optional
         ``g(θ₀)`` if already evaluated.
+
+    Raises
+    ------
+    UnsupportedError
+        When ``config`` is not a :class:`PenaltyConfig`.
+    InvalidInputError
+        ``gradient="autograd"`` without ``differentiable_constraints``, or a malformed start.
     """
 
     def __init__(
@@ -183,52 +190,35 @@ class Penalty(IterateState):
         differentiable_constraints: Callable[[Any], Any] | None = None,
         g0: np.ndarray | None = None,
     ) -> None:
-        if not isinstance(config, PenaltyConfig):
-            raise TypeError(f"config: expected a PenaltyConfig, got {type(config).__name__}")
+        self.config = check_config(config, PenaltyConfig)
         if config.gradient == "autograd" and differentiable_constraints is None:
             raise InvalidInputError("differentiable_constraints: gradient='autograd' needs a differentiable constraint function")
-        self.config = config
-        self._theta = as_array("theta0", theta0, ndim=1).copy()
-        self.dim = self._theta.size
-        self._objective = objective
-        self._objective_and_grad = objective_and_grad
-        self._constraints = constraints
         self._diff_constraints = differentiable_constraints
         self._rng = np.random.default_rng(config.seed)
-        self.evaluations = 0
-        if g0 is None:
-            g0 = self._evaluate(self._theta[None, :], check_n=False)[0][0]
-        self._g = as_array("g(theta0)", g0, ndim=1, finite=False).copy()
-        self.n_constraints = self._g.size
-        self._f = float(objective(self._theta))
-        if not math.isfinite(self._f):
-            raise NonFiniteError(f"objective(theta0): expected a finite value, got {self._f}")
+        self._start(theta0, g0, (objective, objective_and_grad, constraints), finite_g=False)
         self.rho = config.rho
         self.multipliers = np.zeros(self.n_constraints)
         self._adam = adam_init(self.dim)
         self._last_violation = float(np.max(np.maximum(self._g, 0.0)))
-        self.iteration = 0
 
     # ------------------------------------------------------------------ helpers
-    def _constraint_gradient(self, w: np.ndarray) -> tuple[np.ndarray, float]:
-        """``Σᵢ wᵢ ∇gᵢ(θ)`` (estimated or by autograd) and the evaluation time."""
+    def _constraint_gradient(self, w: np.ndarray, clock: StepClock) -> np.ndarray:
+        """``Σᵢ wᵢ ∇gᵢ(θ)``, estimated (ZO) or by autograd; the time goes to ``clock.eval_time``."""
         cfg = self.config
-        t0 = time.perf_counter()
         if cfg.gradient == "autograd":
             import torch
 
+            t0 = time.perf_counter()
             t = torch.as_tensor(self._theta, dtype=torch.float64).clone().requires_grad_(True)
             g = self._diff_constraints(t)
             if tuple(g.shape) != (self.n_constraints,):
                 raise ShapeError(f"differentiable_constraints: expected a tensor of shape ({self.n_constraints},), got {tuple(g.shape)}")
             (grad,) = torch.autograd.grad(g, t, grad_outputs=torch.as_tensor(w, dtype=g.dtype, device=g.device))
             self.evaluations += 1
-            return grad.detach().cpu().numpy().astype(float), time.perf_counter() - t0
-        U = sample_directions(self._rng, cfg.n_directions, self.dim, cfg.directions)
-        jac, G = two_point_jacobian(self._constraints, self._theta, self._g, U, cfg.nu)
-        self.evaluations += U.shape[0]
-        est = jac.vjp(w) if np.all(np.isfinite(G)) else np.full(self.dim, np.nan)
-        return est, time.perf_counter() - t0
+            clock.eval_time += time.perf_counter() - t0
+            return grad.detach().cpu().numpy().astype(float)
+        jac, G = self._estimate_jacobian(clock, cfg.n_directions, cfg.nu, cfg.directions)
+        return jac.vjp(w) if np.all(np.isfinite(G)) else np.full(self.dim, np.nan)
 
     def _outer_update(self) -> None:
         cfg = self.config
@@ -243,53 +233,64 @@ class Penalty(IterateState):
 
     # ------------------------------------------------------------------ one iteration
     def step(self) -> BaselineRecord:
-        """One inner step on ``Φ_ρ(·; λ)``, then the outer update when it is due."""
+        """One inner step on ``Φ_ρ(·; λ)``, then the outer update when it is due.
+
+        Returns
+        -------
+        BaselineRecord
+            ``details`` holds ``rho``, ``merit`` (``Φ_ρ`` before the step), ``active_rows``
+            (rows with ``wᵢ > 0``) and ``multiplier_max``.
+        """
         cfg = self.config
-        t_start = time.perf_counter()
-        evals_before = self.evaluations
+        clock = StepClock(self)
         self.iteration += 1
-        t0 = time.perf_counter()
-        _, grad_f = self._objective_and_grad(self._theta)
-        grad = np.asarray(grad_f, dtype=float)
-        grad_time = time.perf_counter() - t0
-        if grad.shape != (self.dim,):
-            raise ShapeError(f"objective_and_grad: expected a gradient of shape ({self.dim},), got {grad.shape}")
+        _, grad = self._gradient(clock)
         merit, w = augmented_lagrangian(self._f, np.nan_to_num(self._g, nan=np.inf), self.multipliers, self.rho)
-        eval_time = 0.0
         active = int(np.count_nonzero(w))
         if active:
-            cg, eval_time = self._constraint_gradient(w)
-            grad = grad + cg
+            grad = grad + self._constraint_gradient(w, clock)
         details = dict(rho=self.rho, merit=merit, active_rows=active, multiplier_max=float(np.max(self.multipliers)))
-
-        def record(accepted: bool, reason: str, step_norm: float = 0.0) -> BaselineRecord:
-            return BaselineRecord(
-                iteration=self.iteration,
-                accepted=accepted,
-                reason=reason,
-                objective=self._f,
-                max_constraint=float(np.max(self._g)),
-                step_norm=step_norm,
-                evaluations=self.evaluations - evals_before,
-                evaluation_time_s=eval_time,
-                gradient_time_s=grad_time,
-                wall_time_s=time.perf_counter() - t_start,
-                details=details,
-            )
-
         if not np.all(np.isfinite(grad)):
-            return record(False, "nonfinite_gradient")
-        if cfg.direction == "sgd":
-            raw = sgd_direction(grad, cfg.lr)
-        else:
-            raw, self._adam = adam_direction(grad, self._adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.adam_eps)
-        cand = self._theta + raw
-        G, dt = self._evaluate(cand[None, :])
-        eval_time += dt
-        if G.shape != (1, self.n_constraints):
-            raise ShapeError(f"constraints: expected an array of shape (1, {self.n_constraints}), got {G.shape}")
-        self._theta, self._g = cand, G[0]
-        self._f = float(self._objective(cand))
+            return self._record(clock, False, "nonfinite_gradient", details=details)
+        raw, self._adam = raw_direction(cfg, grad, self._adam)
+        if not self._move(self._theta + raw, clock):
+            return self._record(clock, False, "nonfinite_constraints", details=details)
         if self.iteration % cfg.update_every == 0:
             self._outer_update()
-        return record(True, "accepted", float(np.linalg.norm(raw)))
+        return self._record(clock, True, "accepted", float(np.linalg.norm(raw)), details)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays that let a fresh :class:`Penalty` (same arguments) continue exactly from here.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``theta`` (d,), ``g`` (N,), ``objective`` (1,), ``counters`` (iteration, Adam step
+            count, evaluations), ``rng`` (6,), ``adam_m``, ``adam_v`` (d,), ``rho`` (ρ and the
+            violation at the last outer update), ``multipliers`` (N,).
+        """
+        return {
+            **self._baseline_arrays([self.iteration, self._adam.count, self.evaluations]),
+            "adam_m": self._adam.m.copy(),
+            "adam_v": self._adam.v.copy(),
+            "rho": np.array([self.rho, self._last_violation]),
+            "multipliers": self.multipliers.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from :meth:`state_dict` (shapes are checked).
+
+        Parameters
+        ----------
+        state : dict of str to ndarray
+            From :meth:`state_dict` of a penalty method with the same ``d`` and ``N``.
+        """
+        self.iteration, count, self.evaluations = self._load_baseline_arrays(state, 3, finite_g=False)
+        self._adam = AdamState(
+            m=as_array("adam_m", state["adam_m"], shape=(self.dim,)).copy(),
+            v=as_array("adam_v", state["adam_v"], shape=(self.dim,)).copy(),
+            count=count,
+        )
+        self.rho, self._last_violation = (float(v) for v in as_array("rho", state["rho"], shape=(2,)))
+        self.multipliers = as_array("multipliers", state["multipliers"], shape=(self.n_constraints,)).copy()

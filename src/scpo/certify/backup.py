@@ -18,7 +18,7 @@ import numpy as np
 import sympy
 
 from ..evidence import Claim, Level
-from ..policies.lqr import dare_residual
+from ..systems import dare_residual
 from .exact import is_positive_definite, rational_float, to_rational_matrix
 
 __all__ = ["backup_certificate"]

@@ -13,13 +13,31 @@ __all__ = ["to_rational_matrix", "ldl_pivots", "is_positive_definite", "rational
 
 
 def to_rational_matrix(M: np.ndarray) -> sympy.Matrix:
-    """The exact rational matrix with the same (binary floating-point) entries as ``M``."""
+    """The exact rational matrix with the same (binary floating-point) entries as ``M``.
+
+    Parameters
+    ----------
+    M : array_like, shape (n, m) (a vector or scalar is promoted to 2-D)
+
+    Returns
+    -------
+    sympy.Matrix, shape (n, m)
+    """
     M = np.atleast_2d(np.asarray(M, dtype=float))
     return sympy.Matrix(M.shape[0], M.shape[1], [sympy.Rational(float(v)) for v in M.ravel()])
 
 
 def rational_float(x: sympy.Rational) -> float:
-    """Nearest float of a rational (for reporting only)."""
+    """Nearest float of a rational (for reporting only).
+
+    Parameters
+    ----------
+    x : sympy.Rational
+
+    Returns
+    -------
+    float
+    """
     return float(sympy.Float(x, 30))
 
 
@@ -55,7 +73,19 @@ def ldl_pivots(M: sympy.Matrix) -> list[sympy.Rational]:
 
 
 def is_positive_definite(M: sympy.Matrix) -> tuple[bool, list[sympy.Rational]]:
-    """Exact test of ``M ≻ 0`` for a symmetric rational matrix; returns the verdict and the pivots."""
+    """Exact test of ``M ≻ 0`` for a symmetric rational matrix; returns the verdict and the pivots.
+
+    Parameters
+    ----------
+    M : sympy.Matrix, shape (n, n)
+        Rational entries; a non-symmetric matrix is not positive definite.
+
+    Returns
+    -------
+    holds : bool
+    pivots : list of sympy.Rational
+        Those of :func:`ldl_pivots` (empty for a non-symmetric ``M``).
+    """
     if M != M.T:
         return False, []
     piv = ldl_pivots(M)

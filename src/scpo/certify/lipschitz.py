@@ -36,7 +36,9 @@ the cell. By the mean value inequality on the convex cell, ``Lip ≤ min(‖|J|_
 ‖J_rad‖₂)``.
 
 The sampled maximum of ``‖J(x)‖₂`` (``estimated``) is a lower bound on every one of these.
-Every sound value is inflated by the recorded relative margin ``rel_margin``.
+Every sound value is inflated by the recorded ``margin`` (:meth:`scpo.numerics.Margin.inflate`;
+default :data:`scpo.certify.smoothness.SMOOTHNESS_MARGIN`). The interval enclosures come from
+:mod:`scpo.certify.intervals`.
 
 References
 ----------
@@ -55,14 +57,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validate import as_array, check_in, check_int, check_nonnegative, check_positive
-from ..errors import InvalidInputError, ShapeError, UnsupportedError
+from .._validate import as_array, check_in, check_int, check_positive
+from ..errors import InvalidInputError, ShapeError
 from ..evidence import Claim, Level
-from .smoothness import DEFAULT_REL_MARGIN, MLPStructure, _dtanh_iv, _forward_intervals
+from ..numerics import UNIT_ROUNDOFF as _U
+from ..numerics import Margin
+from ..policies import ACTIVATIONS, MLPStructure
+from ..systems import ClosedLoopProblem
+from . import intervals as iv
+from .smoothness.types import SMOOTHNESS_MARGIN
 
 __all__ = [
     "LipschitzBound",
     "network_weights",
+    "layers_of",
     "affine_map",
     "naive_lipschitz",
     "lipsdp",
@@ -75,7 +83,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_U = 2.0**-53
 SDP_SOLVERS = ("auto", "clarabel", "mosek", "scs")
 CLARABEL_MAX_LMI = 48
 """Largest LMI size for which ``solver="auto"`` uses Clarabel when MOSEK is unavailable."""
@@ -115,6 +122,11 @@ class LipschitzBound:
 def network_weights(module: nn.Module) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     """Weights, biases and activation of an :class:`scpo.policies.MLP` or ``nn.Sequential``.
 
+    Parameters
+    ----------
+    module : nn.Module
+        Read by :meth:`scpo.policies.MLPStructure.from_module`.
+
     Returns
     -------
     weights : list of ndarray (out, in)
@@ -126,14 +138,28 @@ def network_weights(module: nn.Module) -> tuple[list[np.ndarray], list[np.ndarra
     UnsupportedError
         For a layer type other than ``Linear``, ``Tanh``, ``ReLU`` (named in the message).
     """
-    struct = MLPStructure.from_module(module)
-    lins = list(module.layers) if hasattr(module, "layers") else [m for m in module if isinstance(m, nn.Linear)]
-    Ws = [lin.weight.detach().cpu().to(torch.float64).numpy().copy() for lin in lins]
-    bs = [lin.bias.detach().cpu().to(torch.float64).numpy().copy() for lin in lins]
-    for i, (W, b) in enumerate(zip(Ws, bs)):
-        as_array(f"weights[{i}]", W, ndim=2)
-        as_array(f"biases[{i}]", b, ndim=1)
-    return Ws, bs, struct.activation
+    structure = MLPStructure.from_module(module)
+    theta = torch.nn.utils.parameters_to_vector(module.parameters()).detach().cpu().to(torch.float64).numpy()
+    Ws, bs = layers_of(structure, theta)
+    return Ws, bs, structure.activation
+
+
+def layers_of(structure: MLPStructure, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The weight matrices and bias vectors of ``φ_θ`` (copies), from the one flat layout.
+
+    Parameters
+    ----------
+    structure : MLPStructure
+    theta : ndarray, shape (d,)
+
+    Returns
+    -------
+    weights : list of ndarray (out, in)
+    biases : list of ndarray (out,)
+    """
+    theta = as_array("theta", theta, shape=(structure.dim,))
+    layers = structure.unflatten_numpy(theta)
+    return [W.copy() for W, _ in layers], [b.copy() for _, b in layers]
 
 
 def _check_weights(weights: list[np.ndarray]) -> list[np.ndarray]:
@@ -147,7 +173,18 @@ def _check_weights(weights: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def affine_map(weights: list[np.ndarray], C: np.ndarray | None, O: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Validate ``C`` (out, n₀) and ``O`` (out, n_L) of ``y = C x + O φ(x)``; defaults ``C = 0``, ``O = I``."""
+    """Validate ``C`` (out, n₀) and ``O`` (out, n_L) of ``y = C x + O φ(x)``; defaults ``C = 0``, ``O = I``.
+
+    Parameters
+    ----------
+    weights : list of ndarray (out, in)
+    C : ndarray or None
+    O : ndarray or None
+
+    Returns
+    -------
+    C, O : ndarray
+    """
     n0, nL = weights[0].shape[1], weights[-1].shape[0]
     O = np.eye(nL) if O is None else as_array("O", O, ndim=2)
     if O.shape[1] != nL:
@@ -162,11 +199,11 @@ def _norm2(X: np.ndarray) -> float:
     """Spectral norm, inflated for rounding."""
     if X.size == 0:
         return 0.0
-    return float(np.linalg.norm(X, 2)) * (1.0 + 64 * max(X.shape) * _U) + 1e-300
+    return iv.inflate_norm(float(np.linalg.norm(X, 2)), max(X.shape))
 
 
 def naive_lipschitz(weights: list[np.ndarray], C: np.ndarray | None = None, O: np.ndarray | None = None,
-                    *, rel_margin: float = DEFAULT_REL_MARGIN) -> float:
+                    *, margin: Margin = SMOOTHNESS_MARGIN) -> float:
     """``‖C‖₂ + ‖O W_L‖₂ Π_{l<L} ‖W_l‖₂``, a sound Lipschitz bound of ``y = Cx + Oφ(x)`` for 1-Lipschitz activations.
 
     Parameters
@@ -174,7 +211,8 @@ def naive_lipschitz(weights: list[np.ndarray], C: np.ndarray | None = None, O: n
     weights : list of ndarray (out, in)
     C, O : ndarray, optional
         See :func:`affine_map`.
-    rel_margin : float
+    margin : Margin
+        Outward margin of the result.
 
     Returns
     -------
@@ -183,11 +221,11 @@ def naive_lipschitz(weights: list[np.ndarray], C: np.ndarray | None = None, O: n
     weights = _check_weights(weights)
     C, O = affine_map(weights, C, O)
     if len(weights) == 1:
-        return _norm2(C + O @ weights[0]) * (1 + rel_margin)
+        return margin.inflate(_norm2(C + O @ weights[0]))
     prod = _norm2(O @ weights[-1])
     for W in weights[:-1]:
         prod *= _norm2(W)
-    return (_norm2(C) + prod) * (1 + 4 * _U) * (1 + rel_margin)
+    return margin.inflate((_norm2(C) + prod) * (1 + 4 * _U))
 
 
 def _lipsdp_blocks(weights, C, O):
@@ -215,68 +253,26 @@ def _lipsdp_matrix(rho: float, lams: list[np.ndarray], weights, C, O) -> np.ndar
     return M
 
 
-def lipsdp(
-    weights: list[np.ndarray],
-    C: np.ndarray | None = None,
-    O: np.ndarray | None = None,
-    *,
-    label: str = "map",
-    solver: str = "auto",
-    sdp_margin: float = 1e-7,
-    rel_margin: float = DEFAULT_REL_MARGIN,
-) -> LipschitzBound:
-    """LipSDP-Neuron bound of ``y = C x + O φ(x)`` with an eigenvalue re-check of the multipliers.
-
-    Solves ``min ρ`` s.t. ``M(ρ, λ) ⪰ ε I``, ``λ ≥ 0`` (module docstring), with
-    ``ε = sdp_margin · (1 + ‖ĈᵀĈ‖₂)``.
-
-    Parameters
-    ----------
-    weights : list of ndarray (out, in)
-        Activations must be slope-restricted in ``[0, 1]`` (``tanh``, ``ReLU``).
-    C, O : ndarray, optional
-    label : str
-        Name of the map, for the record.
-    solver : {"auto", "clarabel", "mosek", "scs"}
-        ``auto``: MOSEK when a licence is found, else Clarabel.
-    sdp_margin : float
-        Relative strict-feasibility margin ``ε`` (recorded).
-    rel_margin : float
-
-    Returns
-    -------
-    LipschitzBound
-        ``method="lipsdp"`` when the re-check passed; otherwise ``method="naive"`` with
-        ``details["fallback"]`` saying why. Level ``sound`` either way.
-    """
+def _choose_solver(solver: str, N: int):
     import cvxpy as cp
 
     from ..projector.solvers import mosek_status
 
-    weights = _check_weights(weights)
-    C, O = affine_map(weights, C, O)
-    check_in("solver", solver, SDP_SOLVERS)
-    check_positive("sdp_margin", sdp_margin)
-    check_nonnegative("rel_margin", rel_margin)
-    naive = naive_lipschitz(weights, C, O, rel_margin=rel_margin)
-    if len(weights) == 1:
-        return LipschitzBound(label, "lipsdp", naive, Level.SOUND, {"note": "no hidden layer: the map is affine and ‖C + O W₁‖₂ is exact", "naive": naive})
-    sizes, st, N, Chat = _lipsdp_blocks(weights, C, O)
     mosek_ok, why = mosek_status()
     if solver in ("auto", "mosek") and mosek_ok:
-        name, choice = cp.MOSEK, "MOSEK (licensed)"
-    elif solver == "clarabel" or (solver in ("auto", "mosek") and N <= CLARABEL_MAX_LMI):
-        name, choice = cp.CLARABEL, "Clarabel"
-    elif solver == "scs":
-        name, choice = cp.SCS, "SCS (requested)"
-    else:
-        name, choice = cp.SCS, (f"SCS: the LMI has size {N} > {CLARABEL_MAX_LMI}, where Clarabel's dense PSD block of size "
-                                f"N(N+1)/2 makes each iteration cost O(N⁶) (pass solver='clarabel' to insist); MOSEK: {why}")
-    CtC = Chat.T @ Chat
-    # SCS is first-order (feasibility errors ~1e-6 of the scale): a wider margin keeps its multipliers
-    # strictly feasible, and the Schur-complement step below gives back the ρ the margin cost.
-    margin = max(sdp_margin, 1e-4) if name == cp.SCS else sdp_margin
-    eps = margin * (1.0 + float(np.linalg.norm(CtC, 2)))
+        return cp.MOSEK, "MOSEK (licensed)"
+    if solver == "clarabel" or (solver in ("auto", "mosek") and N <= CLARABEL_MAX_LMI):
+        return cp.CLARABEL, "Clarabel"
+    if solver == "scs":
+        return cp.SCS, "SCS (requested)"
+    return cp.SCS, (f"SCS: the LMI has size {N} > {CLARABEL_MAX_LMI}, where Clarabel's dense PSD block of size "
+                    f"N(N+1)/2 makes each iteration cost O(N⁶) (pass solver='clarabel' to insist); MOSEK: {why}")
+
+
+def _lipsdp_solve(weights, sizes, st, N, CtC, name, eps, details):
+    """``min ρ`` s.t. ``M(ρ, λ) ⪰ ε I``, ``λ ≥ 0`` with cvxpy; returns the variable (its value may be None)."""
+    import cvxpy as cp
+
     # M(ρ, λ) = −ĈᵀĈ + Σ_k x_k A_k with x = (ρ, λ): one constant matrix per variable, stacked as
     # columns of vec(M) so that cvxpy compiles a single affine map.
     cols = [np.zeros((N, N))]
@@ -296,8 +292,6 @@ def lipsdp(
     Mexpr = cp.reshape(Amat @ xvar, (N, N), order="C") - CtC
     prob = cp.Problem(cp.Minimize(xvar[0]), [(Mexpr + Mexpr.T) / 2 >> eps * np.eye(N)])
     options = {cp.SCS: {"eps_abs": 1e-6, "eps_rel": 1e-6, "max_iters": 20_000}}.get(name, {})
-    details: dict[str, Any] = {"solver": name, "solver_choice": choice, "lmi_size": N, "sdp_margin": margin, "epsilon": eps,
-                               "naive": naive, "rel_margin": rel_margin}
     t0 = time.perf_counter()
     try:
         prob.solve(solver=name, **options)
@@ -305,23 +299,13 @@ def lipsdp(
     except Exception as exc:  # cvxpy.error.SolverError and solver crashes alike
         status = f"error: {type(exc).__name__}: {exc}"[:300]
     details.update(status=status, solve_time_s=time.perf_counter() - t0)
+    return status, xvar
 
-    def fallback(reason: str) -> LipschitzBound:
-        logger.info("LipSDP for %s: %s; reporting the naive bound", label, reason)
-        return LipschitzBound(label, "naive", naive, Level.SOUND, {**details, "fallback": reason})
 
-    if status != cp.OPTIMAL:
-        return fallback(f"solver status {status!r} is not optimal")
-    xv = np.maximum(np.asarray(xvar.value, dtype=float).reshape(-1), 0.0)
-    rho_v = float(xv[0])
-    lam_v = list(np.split(xv[1:], np.cumsum(sizes[1:])[:-1]))
-    if not (np.isfinite(rho_v) and all(np.all(np.isfinite(lv)) for lv in lam_v)):
-        return fallback("the solver returned non-finite multipliers")
-    details.update(rho_solver=rho_v, multipliers_min=float(min(lv.min() for lv in lam_v)),
-                   multipliers_max=float(max(lv.max() for lv in lam_v)))
-    # Candidates: the solver's (ρ, λ), and (ρ*(λ'), λ') with λ' = sλ and ρ*(λ') the exact smallest ρ
-    # for those multipliers (Schur complement on the hidden block, plus a relative 1e-7). Only the
-    # eigenvalue re-check of the full M decides; the smallest ρ that passes it is reported.
+def _recheck(rho_v: float, lam_v: list[np.ndarray], weights, C, O, N: int):
+    """Candidates: the solver's (ρ, λ), and (ρ*(λ'), λ') with λ' = sλ and ρ*(λ') the exact smallest ρ
+    for those multipliers (Schur complement on the hidden block, plus a relative 1e-7). Only the
+    eigenvalue re-check of the full M decides; the smallest ρ that passes it is returned."""
     cands = [(rho_v, lam_v, "solver")]
     for scale in (1.0, 1.001, 1.01, 1.1):
         lam_s = [scale * lv for lv in lam_v]
@@ -338,6 +322,81 @@ def lipsdp(
         checks.append({"candidate": how, "rho": r_c, "min_eigenvalue": min_eig, "tolerance": tol, "passed": bool(min_eig >= tol)})
         if min_eig >= tol and (best is None or r_c < best[0]):
             best = (r_c, how, min_eig, tol)
+    return best, checks
+
+
+def lipsdp(
+    weights: list[np.ndarray],
+    C: np.ndarray | None = None,
+    O: np.ndarray | None = None,
+    *,
+    label: str = "map",
+    solver: str = "auto",
+    sdp_margin: float = 1e-7,
+    margin: Margin = SMOOTHNESS_MARGIN,
+) -> LipschitzBound:
+    """LipSDP-Neuron bound of ``y = C x + O φ(x)`` with an eigenvalue re-check of the multipliers.
+
+    Solves ``min ρ`` s.t. ``M(ρ, λ) ⪰ ε I``, ``λ ≥ 0`` (module docstring), with
+    ``ε = sdp_margin · (1 + ‖ĈᵀĈ‖₂)``.
+
+    Parameters
+    ----------
+    weights : list of ndarray (out, in)
+        Activations must be slope-restricted in ``[0, 1]`` (``tanh``, ``ReLU``).
+    C, O : ndarray, optional
+        See :func:`affine_map`.
+    label : str
+        Name of the map, for the record.
+    solver : {"auto", "clarabel", "mosek", "scs"}
+        ``auto``: MOSEK when a licence is found, else Clarabel.
+    sdp_margin : float
+        Relative strict-feasibility margin ``ε`` (recorded).
+    margin : Margin
+        Outward margin of the result.
+
+    Returns
+    -------
+    LipschitzBound
+        ``method="lipsdp"`` when the re-check passed; otherwise ``method="naive"`` with
+        ``details["fallback"]`` saying why. Level ``sound`` either way.
+    """
+    import cvxpy as cp
+
+    weights = _check_weights(weights)
+    C, O = affine_map(weights, C, O)
+    check_in("solver", solver, SDP_SOLVERS)
+    check_positive("sdp_margin", sdp_margin)
+    if not isinstance(margin, Margin):
+        raise InvalidInputError(f"margin: expected a scpo.numerics.Margin, got {type(margin).__name__}")
+    naive = naive_lipschitz(weights, C, O, margin=margin)
+    if len(weights) == 1:
+        return LipschitzBound(label, "lipsdp", naive, Level.SOUND, {"note": "no hidden layer: the map is affine and ‖C + O W₁‖₂ is exact", "naive": naive})
+    sizes, st, N, Chat = _lipsdp_blocks(weights, C, O)
+    name, choice = _choose_solver(solver, N)
+    CtC = Chat.T @ Chat
+    # SCS is first-order (feasibility errors ~1e-6 of the scale): a wider margin keeps its multipliers
+    # strictly feasible, and the Schur-complement step below gives back the ρ the margin cost.
+    feasibility = max(sdp_margin, 1e-4) if name == cp.SCS else sdp_margin
+    eps = feasibility * (1.0 + float(np.linalg.norm(CtC, 2)))
+    details: dict[str, Any] = {"solver": name, "solver_choice": choice, "lmi_size": N, "sdp_margin": feasibility, "epsilon": eps,
+                               "naive": naive, "margin": margin.to_dict()}
+    status, xvar = _lipsdp_solve(weights, sizes, st, N, CtC, name, eps, details)
+
+    def fallback(reason: str) -> LipschitzBound:
+        logger.info("LipSDP for %s: %s; reporting the naive bound", label, reason)
+        return LipschitzBound(label, "naive", naive, Level.SOUND, {**details, "fallback": reason})
+
+    if status != cp.OPTIMAL:
+        return fallback(f"solver status {status!r} is not optimal")
+    xv = np.maximum(np.asarray(xvar.value, dtype=float).reshape(-1), 0.0)
+    rho_v = float(xv[0])
+    lam_v = list(np.split(xv[1:], np.cumsum(sizes[1:])[:-1]))
+    if not (np.isfinite(rho_v) and all(np.all(np.isfinite(lv)) for lv in lam_v)):
+        return fallback("the solver returned non-finite multipliers")
+    details.update(rho_solver=rho_v, multipliers_min=float(min(lv.min() for lv in lam_v)),
+                   multipliers_max=float(max(lv.max() for lv in lam_v)))
+    best, checks = _recheck(rho_v, lam_v, weights, C, O, N)
     details["recheck"] = checks
     if best is None:
         first = checks[0]
@@ -345,7 +404,7 @@ def lipsdp(
                         "for the solver's multipliers, and no Schur-complement repair passed")
     rho_v = best[0]
     details.update(rho=rho_v, certified_by=best[1], recheck_min_eigenvalue=best[2], recheck_tolerance=best[3])
-    value = float(np.sqrt(rho_v)) * (1 + 4 * _U) * (1 + rel_margin)
+    value = margin.inflate(float(np.sqrt(rho_v)) * (1 + 4 * _U))
     if value > naive:
         details["note"] = "LipSDP exceeded the naive bound (solver margin); the smaller one is reported"
         return LipschitzBound(label, "naive", naive, Level.SOUND, {**details, "lipsdp_value": value})
@@ -395,7 +454,7 @@ def local_lipschitz(
     O: np.ndarray | None = None,
     *,
     activation: str = "tanh",
-    rel_margin: float = DEFAULT_REL_MARGIN,
+    margin: Margin = SMOOTHNESS_MARGIN,
 ) -> np.ndarray:
     """Sound Lipschitz bounds of ``y = C x + O φ(x)`` on each state cell from interval Jacobians.
 
@@ -405,8 +464,12 @@ def local_lipschitz(
     lower, upper : ndarray, shape (n_cells, n₀)
         Cell corners, ``lower <= upper``.
     C, O : ndarray, optional
-    activation : {"tanh", "relu"}
-    rel_margin : float
+        See :func:`affine_map`.
+    activation : str
+        A key of :data:`scpo.policies.ACTIVATIONS` with slope enclosures
+        (:data:`scpo.certify.intervals.ENCLOSURES`).
+    margin : Margin
+        Outward margin of the results.
 
     Returns
     -------
@@ -416,7 +479,8 @@ def local_lipschitz(
     weights = _check_weights(weights)
     if len(biases) != len(weights):
         raise ShapeError(f"biases: expected {len(weights)} bias vectors, got {len(biases)}")
-    check_in("activation", activation, ("tanh", "relu"))
+    check_in("activation", activation, tuple(ACTIVATIONS))
+    enc = iv.enclosure(activation)
     C, O = affine_map(weights, C, O)
     lo, hi = _check_cells(lower, upper, weights[0].shape[1])
     n = lo.shape[0]
@@ -427,24 +491,7 @@ def local_lipschitz(
     xr = torch.as_tensor((hi - lo) / 2, dtype=dt) + torch.as_tensor(4 * _U * (np.abs(lo) + np.abs(hi)), dtype=dt)
     Ws = [torch.as_tensor(W, dtype=dt).expand(n, -1, -1) for W in weights]
     bs = [torch.as_tensor(np.asarray(b, dtype=float), dtype=dt).expand(n, -1) for b in biases]
-    struct = MLPStructure(shapes=tuple(W.shape for W in weights), activation=activation)
-    zero = torch.zeros(n, dtype=dt)
-    if activation == "tanh":
-        _, _, ends = _forward_intervals(struct, Ws, bs, xm, xr, zero, False)
-        slopes = [_dtanh_iv(lo_, hi_) for lo_, hi_ in ends]
-    else:
-        slopes = []
-        hm, hr = xm, xr
-        for l in range(len(Ws) - 1):
-            zm = torch.einsum("boi,bi->bo", Ws[l], hm) + bs[l]
-            zr = torch.einsum("boi,bi->bo", Ws[l].abs(), hr)
-            zr = zr + (torch.einsum("boi,bi->bo", Ws[l].abs(), hm.abs() + hr) + bs[l].abs()) * ((Ws[l].shape[-1] + 4) * _U)
-            zl, zu = zm - zr, zm + zr
-            up = (zu >= 0).to(dt)
-            dn = (zl > 0).to(dt)
-            slopes.append(((up + dn) / 2, (up - dn) / 2))
-            hl, hu = zl.clamp(min=0), zu.clamp(min=0)
-            hm, hr = (hl + hu) / 2, (hu - hl) / 2
+    slopes = enc.slopes(Ws, bs, xm, xr)
     # J = C + O W_L D_{L−1} W_{L−1} ⋯ D_1 W_1, from the left
     Jm = torch.as_tensor(O @ weights[-1], dtype=dt).expand(n, -1, -1)
     Jr = torch.zeros_like(Jm)
@@ -461,7 +508,7 @@ def local_lipschitz(
     infl = 1 + 64 * max(absmax.shape[1:]) * _U
     b1 = np.linalg.norm(absmax, 2, axis=(1, 2)) * infl
     b2 = (np.linalg.norm(Jm.numpy(), 2, axis=(1, 2)) + np.linalg.norm(Jr.numpy(), 2, axis=(1, 2))) * infl
-    return np.minimum(b1, b2) * (1 + rel_margin) + 1e-300
+    return margin.inflate(np.minimum(b1, b2)) + 1e-300
 
 
 def sampled_jacobian_norm(
@@ -480,7 +527,9 @@ def sampled_jacobian_norm(
     weights, biases : list of ndarray
     states : ndarray, shape (S, n₀)
     C, O : ndarray, optional
-    activation : {"tanh", "relu"}
+        See :func:`affine_map`.
+    activation : str
+        A key of :data:`scpo.certify.intervals.ENCLOSURES`.
 
     Returns
     -------
@@ -493,17 +542,12 @@ def sampled_jacobian_norm(
         raise ShapeError(f"states: expected shape (S, {weights[0].shape[1]}), got {X.shape}")
     J = np.broadcast_to(O @ weights[-1], (X.shape[0],) + (O.shape[0], weights[-1].shape[1])).copy()
     # forward pass for the activation slopes
+    point = iv.enclosure(activation).point
     h = X
     slopes = []
     for W, b in zip(weights[:-1], biases[:-1]):
-        z = h @ W.T + b
-        if activation == "tanh":
-            t = np.tanh(z)
-            slopes.append(1 - t * t)
-            h = t
-        else:
-            slopes.append((z > 0).astype(float))
-            h = np.maximum(z, 0)
+        h, slope = point(h @ W.T + b)
+        slopes.append(slope)
     for l in range(len(weights) - 2, -1, -1):
         J = (J * slopes[l][:, None, :]) @ weights[l]
     J = J + C
@@ -512,7 +556,7 @@ def sampled_jacobian_norm(
 
 @dataclass(frozen=True)
 class StateLipschitzReport:
-    """Global and local state-Lipschitz bounds of a task's policy at ``θ``.
+    """Global and local state-Lipschitz bounds of a residual policy at ``θ``.
 
     Attributes
     ----------
@@ -531,7 +575,17 @@ class StateLipschitzReport:
     notes: list[str] = field(default_factory=list)
 
     def best(self, map_name: str) -> LipschitzBound:
-        """The smallest sound global bound of ``map_name``."""
+        """The smallest sound global bound of ``map_name``.
+
+        Parameters
+        ----------
+        map_name : str
+            ``"residual"``, ``"policy"`` or ``"closed-loop"``.
+
+        Returns
+        -------
+        LipschitzBound
+        """
         cands = [b for b in self.bounds if b.map == map_name and b.level == Level.SOUND]
         if not cands:
             raise InvalidInputError(f"map_name: no sound bound for {map_name!r}; maps: {sorted({b.map for b in self.bounds})}")
@@ -555,6 +609,7 @@ class StateLipschitzReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every bound, the number of cells, the local maxima and medians, the notes."""
         return {
             "bounds": [b.to_dict() for b in self.bounds],
             "cells": int(self.cells_lower.shape[0]),
@@ -564,66 +619,90 @@ class StateLipschitzReport:
         }
 
 
-def state_lipschitz(task, theta: np.ndarray, *, cells_per_axis: int = 10, solver: str = "auto",
-                    n_samples: int = 2000, seed: int = 0, rel_margin: float = DEFAULT_REL_MARGIN) -> StateLipschitzReport:
-    """Global (naive, LipSDP) and local (per cell) state-Lipschitz bounds of a built-in task's policy.
-
-    Parameters
-    ----------
-    task : RegressionTask or DoubleIntegratorTask
-        Regression: the residual only (``π_safe ≡ 0``). Double integrator: residual, policy and
-        closed loop.
-    theta : ndarray, shape (d,)
-    cells_per_axis : int
-        The state box is cut into this many cells per axis for the local bounds.
-    solver : {"auto", "clarabel", "mosek", "scs"}
-    n_samples : int
-        Random states for the sampled Jacobian norm.
-    seed : int
-    rel_margin : float
-
-    Returns
-    -------
-    StateLipschitzReport
-    """
-    from ..tasks import DoubleIntegratorTask, RegressionTask
-
-    theta = as_array("theta", theta, shape=(task.dim,))
-    check_int("cells_per_axis", cells_per_axis, minimum=1)
-    check_int("n_samples", n_samples, minimum=1)
-    pol = task.policy_at(theta)
-    Ws, bs, act = network_weights(pol.residual)
-    notes: list[str] = []
-    if isinstance(task, RegressionTask):
-        maps = {"residual": (None, None)}
-        lo_box, hi_box = np.array([task.config.x_min]), np.array([task.config.x_max])
-    elif isinstance(task, DoubleIntegratorTask):
-        s = task.system
-        maps = {"residual": (None, None), "policy": (task.K, None), "closed-loop": (s.A + s.B @ task.K, s.B)}
-        if task.config.switching:
-            notes.append("switching policy: π is discontinuous on the switching surface; the policy and closed-loop "
-                         "bounds apply to π_safe + φ_θ without switching")
-        lo_box = np.array([-task.config.p_max, -task.config.v_max])
-        hi_box = -lo_box
-    else:
-        raise UnsupportedError(f"task: expected RegressionTask or DoubleIntegratorTask, got {type(task).__name__}")
+def _cells(lo_box: np.ndarray, hi_box: np.ndarray, cells_per_axis: int) -> tuple[np.ndarray, np.ndarray]:
     n0 = lo_box.size
     edges = [np.linspace(lo_box[i], hi_box[i], cells_per_axis + 1) for i in range(n0)]
     grids = np.meshgrid(*[np.arange(cells_per_axis)] * n0, indexing="ij")
     idx = np.stack([g.ravel() for g in grids], axis=1)
     cl = np.stack([edges[i][idx[:, i]] for i in range(n0)], axis=1)
     cu = np.stack([edges[i][idx[:, i] + 1] for i in range(n0)], axis=1)
+    return cl, cu
+
+
+def state_lipschitz(
+    problem: ClosedLoopProblem,
+    structure: MLPStructure,
+    theta: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    switches: bool = False,
+    cells_per_axis: int = 10,
+    solver: str = "auto",
+    n_samples: int = 2000,
+    seed: int = 0,
+    margin: Margin = SMOOTHNESS_MARGIN,
+) -> StateLipschitzReport:
+    """Global (naive, LipSDP) and local (per cell) state-Lipschitz bounds on the box ``[lower, upper]``.
+
+    The maps are ``y = C x + O φ_θ(x)``: the residual (``C = 0``, ``O = I``) and, for a closed loop,
+    the policy (``C = K``) and the closed loop (``C = A + BK``, ``O = B``). A static problem
+    (``problem.is_static``) has the residual only.
+
+    Parameters
+    ----------
+    problem : ClosedLoopProblem
+        ``A``, ``B``, ``K``.
+    structure : MLPStructure
+        The residual ``φ``.
+    theta : ndarray, shape (d,)
+    lower, upper : ndarray, shape (n,)
+        The box of states (inputs) the local bounds and the samples cover.
+    switches : bool
+        Whether the policy switches the residual off inside ``X_s`` (then a note says that the
+        policy and closed-loop bounds apply to ``π_safe + φ_θ`` without switching).
+    cells_per_axis : int
+        The box is cut into this many cells per axis for the local bounds.
+    solver : {"auto", "clarabel", "mosek", "scs"}
+        LipSDP's solver.
+    n_samples : int
+        Random states for the sampled Jacobian norm.
+    seed : int
+    margin : Margin
+        Outward margin of every sound bound.
+
+    Returns
+    -------
+    StateLipschitzReport
+    """
+    check_int("cells_per_axis", cells_per_axis, minimum=1)
+    check_int("n_samples", n_samples, minimum=1)
+    Ws, bs = layers_of(structure, theta)
+    act = structure.activation
+    lo_box = as_array("lower", lower, shape=(problem.n,))
+    hi_box = as_array("upper", upper, shape=(problem.n,))
+    if not np.all(lo_box < hi_box):
+        raise InvalidInputError(f"lower, upper: expected lower < upper in every coordinate, got {lo_box.tolist()} and {hi_box.tolist()}")
+    notes: list[str] = []
+    maps: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {"residual": (None, None)}
+    if not problem.is_static:
+        maps["policy"] = (problem.K, None)
+        maps["closed-loop"] = (problem.A + problem.B @ problem.K, problem.B)
+        if switches:
+            notes.append("switching policy: π is discontinuous on the switching surface; the policy and closed-loop "
+                         "bounds apply to π_safe + φ_θ without switching")
+    cl, cu = _cells(lo_box, hi_box, cells_per_axis)
     rng = np.random.default_rng(seed)
-    samples = rng.uniform(lo_box, hi_box, size=(n_samples, n0))
+    samples = rng.uniform(lo_box, hi_box, size=(n_samples, lo_box.size))
     bounds: list[LipschitzBound] = []
     local: dict[str, np.ndarray] = {}
     for name, (C, O) in maps.items():
-        Cn = None if C is None else np.asarray(C, dtype=float)
-        On = None if O is None else np.asarray(O, dtype=float)
-        nv = naive_lipschitz(Ws, Cn, On, rel_margin=rel_margin)
-        bounds.append(LipschitzBound(name, "naive", nv, Level.SOUND, {"rel_margin": rel_margin}))
-        bounds.append(lipsdp(Ws, Cn, On, label=name, solver=solver, rel_margin=rel_margin))
+        Cn = None if C is None else np.array(C, dtype=float)
+        On = None if O is None else np.array(O, dtype=float)
+        nv = naive_lipschitz(Ws, Cn, On, margin=margin)
+        bounds.append(LipschitzBound(name, "naive", nv, Level.SOUND, {"margin": margin.to_dict()}))
+        bounds.append(lipsdp(Ws, Cn, On, label=name, solver=solver, margin=margin))
         sj = sampled_jacobian_norm(Ws, bs, samples, Cn, On, activation=act)
         bounds.append(LipschitzBound(name, "sampled", float(sj.max()), Level.ESTIMATED, {"samples": n_samples, "seed": seed}))
-        local[name] = local_lipschitz(Ws, bs, cl, cu, Cn, On, activation=act, rel_margin=rel_margin)
+        local[name] = local_lipschitz(Ws, bs, cl, cu, Cn, On, activation=act, margin=margin)
     return StateLipschitzReport(bounds=bounds, cells_lower=cl, cells_upper=cu, local=local, notes=notes)

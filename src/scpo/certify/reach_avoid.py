@@ -1,7 +1,7 @@
 """Reach-avoid and value-decrease certificates evaluated on a grid (DESIGN §6).
 
 Statement. For every grid state ``x₀`` of the safety region ``S``, the closed loop of ``π_θ``
-satisfies ``Hx x_t ≤ hx`` for ``t = 0..T``, ``Hu u_t ≤ hu`` for ``t = 0..T−1`` and ends in
+satisfies ``Hx x_t ≤ hx`` for ``t = 1..T``, ``Hu u_t ≤ hu`` for ``t = 0..T−1`` and ends in
 ``X_f = {xᵀPx ≤ γ}`` at ``t = T``. With the exact backup certificate (``X_f`` positively
 invariant under the backup, which satisfies every constraint on it and makes ``V(x) = xᵀPx``
 decrease), the switched policy "``π_θ`` outside ``X_f``, the backup inside" is then safe forever
@@ -17,46 +17,33 @@ not part of the verdict.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from ..errors import InvalidInputError
 from ..evidence import Claim, Level
+from ..systems import ClosedLoopProblem, Rollout, constraint_rows
 
 __all__ = ["reach_avoid_claim", "value_decrease_claim"]
 
 
-def _rows(states, inputs, Hx, hx, Hu, hu, P, gamma):
-    X = states[:, 1:, :]
-    sx = X @ Hx.T - hx  # (S, T, px)
-    su = inputs @ Hu.T - hu  # (S, T, pu)
-    xT = states[:, -1, :]
-    term = np.einsum("si,ij,sj->s", xT, P, xT) - gamma
-    return sx, su, term
-
-
 def reach_avoid_claim(
+    problem: ClosedLoopProblem,
     initial_states: np.ndarray,
     states: np.ndarray,
     inputs: np.ndarray,
-    Hx: np.ndarray,
-    hx: np.ndarray,
-    Hu: np.ndarray,
-    hu: np.ndarray,
-    P: np.ndarray,
-    gamma: float,
     *,
     iteration: int | None = None,
 ) -> Claim:
-    """Check reach-avoid on rollouts from grid states.
+    """Check reach-avoid on rollouts from grid states (rows of :func:`scpo.systems.constraint_rows`).
 
     Parameters
     ----------
+    problem : ClosedLoopProblem
+        With a terminal set ``X_f``.
     initial_states : ndarray, shape (S, n)
     states : ndarray, shape (S, T+1, n)
         Closed-loop states, ``states[:, 0] == initial_states``.
     inputs : ndarray, shape (S, T, m)
-    Hx, hx, Hu, hu : ndarray
-        Polytopic constraints.
-    P : ndarray, shape (n, n)
-    gamma : float
     iteration : int, optional
         For the record.
 
@@ -65,7 +52,14 @@ def reach_avoid_claim(
     Claim
         Level ``evaluated``. Fails on any violated row and on any NaN/inf in the rollouts.
     """
-    sx, su, term = _rows(states, inputs, Hx, hx, Hu, hu, P, gamma)
+    if not problem.has_terminal:
+        raise InvalidInputError("problem: reach-avoid needs a terminal set X_f = {xᵀPx ≤ γ}; this problem has none")
+    P, gamma = problem.P, problem.gamma
+    rows = constraint_rows(problem, Rollout(torch.as_tensor(np.asarray(states, dtype=float))[None],
+                                            torch.as_tensor(np.asarray(inputs, dtype=float))[None]))[0].numpy()
+    lay = problem.layout
+    T, p, q = lay.horizon, lay.state_rows, lay.input_rows
+    sx, su, term = rows[:, : T * p], rows[:, T * p : T * (p + q)], rows[:, -1]
     finite = np.all(np.isfinite(states), axis=(1, 2)) & np.all(np.isfinite(inputs), axis=(1, 2))
     worst_state = np.max(sx.reshape(sx.shape[0], -1), axis=1) if sx.size else np.full(states.shape[0], -np.inf)
     worst_input = np.max(su.reshape(su.shape[0], -1), axis=1) if su.size else np.full(states.shape[0], -np.inf)
@@ -103,6 +97,16 @@ def reach_avoid_claim(
 
 def value_decrease_claim(initial_states: np.ndarray, states: np.ndarray, P: np.ndarray, gamma: float) -> Claim:
     """Report ``ΔV_t = V(x_{t+1}) − V(x_t)`` along rollouts, before each trajectory enters ``X_f``.
+
+    Parameters
+    ----------
+    initial_states : ndarray, shape (S, n)
+    states : ndarray, shape (S, T+1, n)
+        The closed-loop rollouts from ``initial_states``.
+    P : ndarray, shape (n, n)
+        ``V(x) = xᵀPx``.
+    gamma : float
+        ``X_f = {V ≤ γ}``.
 
     Returns
     -------

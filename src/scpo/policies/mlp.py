@@ -8,12 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._validate import check_in, check_int
-from ..errors import InvalidInputError, ShapeError
+from ..errors import ShapeError
+from .structure import ACTIVATIONS, MLPStructure
 
-__all__ = ["MLP", "ACTIVATIONS"]
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+__all__ = ["MLP"]
 
 
 class MLP(nn.Module):
@@ -46,13 +44,10 @@ class MLP(nn.Module):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__()
-        check_int("in_dim", in_dim, minimum=1)
-        check_int("out_dim", out_dim, minimum=1)
-        for i, h in enumerate(hidden):
-            check_int(f"hidden[{i}]", h, minimum=1)
-        self.activation_name = check_in("activation", activation, tuple(ACTIVATIONS))
-        self.in_dim, self.out_dim, self.hidden = int(in_dim), int(out_dim), tuple(int(h) for h in hidden)
-        widths = [self.in_dim, *self.hidden, self.out_dim]
+        self.structure = MLPStructure(in_dim, tuple(hidden), out_dim, activation)
+        self.activation_name = self.structure.activation
+        self.in_dim, self.out_dim, self.hidden = self.structure.in_dim, self.structure.out_dim, self.structure.hidden
+        widths = self.structure.widths
         gen = torch.Generator().manual_seed(int(seed))
         self.layers = nn.ModuleList()
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -66,7 +61,7 @@ class MLP(nn.Module):
                     lin.weight.copy_(torch.rand(b, a, generator=gen, dtype=dtype) * 2 * bound - bound)
                     lin.bias.copy_(torch.rand(b, generator=gen, dtype=dtype) * 2 * bound - bound)
             self.layers.append(lin)
-        self.act = ACTIVATIONS[self.activation_name]()
+        self.act = ACTIVATIONS[self.activation_name].module()
 
     @property
     def final_layer(self) -> nn.Linear:
@@ -74,6 +69,16 @@ class MLP(nn.Module):
         return self.layers[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``φ(x)`` with this module's own parameters.
+
+        Parameters
+        ----------
+        x : Tensor, shape (…, in_dim)
+
+        Returns
+        -------
+        Tensor, shape (…, out_dim)
+        """
         if x.shape[-1] != self.in_dim:
             raise ShapeError(f"x: expected last dimension {self.in_dim}, got shape {tuple(x.shape)}")
         h = x
@@ -82,69 +87,36 @@ class MLP(nn.Module):
         return self.layers[-1](h)
 
     def unflatten(self, thetas: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Split a batch of flat parameter vectors into per-layer ``(W, b)``.
+        """Split a batch of flat parameter vectors into per-layer ``(W, b)`` (see :class:`MLPStructure`).
 
         Parameters
         ----------
         thetas : Tensor, shape (B, d)
-            Flat vectors in the order of :meth:`parameters` (``W_1, b_1, W_2, b_2, …``).
 
         Returns
         -------
         list of (W, b)
             ``W`` has shape (B, out, in), ``b`` has shape (B, out).
         """
-        if thetas.ndim != 2:
-            raise ShapeError(f"thetas: expected shape (B, d), got {tuple(thetas.shape)}")
-        d = sum(p.numel() for p in self.parameters())
-        if thetas.shape[1] != d:
-            raise ShapeError(f"thetas: expected {d} parameters per row, got {thetas.shape[1]}")
-        out, k = [], 0
-        B = thetas.shape[0]
-        for lin in self.layers:
-            o, i = lin.weight.shape
-            W = thetas[:, k : k + o * i].reshape(B, o, i)
-            k += o * i
-            b = thetas[:, k : k + o]
-            k += o
-            out.append((W, b))
-        return out
+        return self.structure.unflatten(thetas)
 
     def forward_batched(self, params: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
-        """Evaluate ``B`` networks with different parameters at once.
+        """Evaluate ``B`` networks with different parameters at once (see :meth:`MLPStructure.forward_batched`).
 
         Parameters
         ----------
         params : list of (W, b)
-            From :meth:`unflatten`: ``W`` (B, out, in), ``b`` (B, out).
+            From :meth:`unflatten`.
         x : Tensor, shape (B, n, in_dim) or (n, in_dim)
-            Inputs; a 2-D tensor is shared by all ``B`` networks.
 
         Returns
         -------
         Tensor, shape (B, n, out_dim)
         """
-        if x.shape[-1] != self.in_dim:
-            raise ShapeError(f"x: expected last dimension {self.in_dim}, got shape {tuple(x.shape)}")
-        h = x
-        last = len(params) - 1
-        for j, (W, b) in enumerate(params):
-            if h.ndim == 2:
-                h = torch.einsum("ni,boi->bno", h, W) + b[:, None, :]
-            else:
-                h = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))
-            if j < last:
-                h = self.act(h)
-        return h
+        return self.structure.forward_batched(params, x)
 
     def describe(self) -> dict:
         """Architecture as JSON-ready data (enough to rebuild the module)."""
-        return {
-            "in_dim": self.in_dim,
-            "hidden": list(self.hidden),
-            "out_dim": self.out_dim,
-            "activation": self.activation_name,
-            "parameters": sum(p.numel() for p in self.parameters()),
-        }
+        return self.structure.describe()
 
 

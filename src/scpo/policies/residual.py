@@ -14,13 +14,27 @@ __all__ = ["ZeroBackup", "LinearBackup", "ResidualPolicy", "flatten_parameters",
 
 
 class ZeroBackup(nn.Module):
-    """``π_safe(x) = 0`` (the regression task's backup)."""
+    """``π_safe(x) = 0`` (the regression task's backup).
+
+    Parameters
+    ----------
+    in_dim, out_dim : int
+    """
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``0`` of shape (…, out_dim).
+        Parameters
+        ----------
+        x : Tensor, shape (…, in_dim)
+
+        Returns
+        -------
+        Tensor, shape (…, out_dim)
+        """
         return torch.zeros(*x.shape[:-1], self.out_dim, dtype=x.dtype, device=x.device)
 
 
@@ -30,6 +44,7 @@ class LinearBackup(nn.Module):
     Parameters
     ----------
     K : array_like, shape (nu, nx)
+    dtype : torch.dtype, default float64
     """
 
     def __init__(self, K: np.ndarray, *, dtype: torch.dtype = torch.float64) -> None:
@@ -39,6 +54,15 @@ class LinearBackup(nn.Module):
         self.out_dim, self.in_dim = K.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``K x``.
+        Parameters
+        ----------
+        x : Tensor, shape (…, nx)
+
+        Returns
+        -------
+        Tensor, shape (…, nu)
+        """
         return x @ self.K.T
 
 
@@ -87,39 +111,103 @@ class ResidualPolicy(nn.Module):
         """Number of trainable parameters ``d``."""
         return sum(p.numel() for p in self.residual.parameters())
 
-    def _switch_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+    @property
+    def switches(self) -> bool:
+        """Whether the residual is switched off inside ``X_s``."""
+        return self.switch_P is not None
+
+    def switch_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``1`` where the residual acts (``xᵀP_s x > γ_s``), ``0`` inside ``X_s``; ``None`` without switching.
+
+        Parameters
+        ----------
+        x : Tensor, shape (…, nx)
+
+        Returns
+        -------
+        Tensor of shape (…, 1), or None
+        """
         if self.switch_P is None:
             return None
         v = torch.einsum("...i,ij,...j->...", x, self.switch_P.to(x.dtype), x)
         return (v > self.switch_level).to(x.dtype).unsqueeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``π_θ(x)`` with the module's own residual parameters.
+        Parameters
+        ----------
+        x : Tensor, shape (…, nx)
+
+        Returns
+        -------
+        Tensor, shape (…, nu)
+        """
         r = self.residual(x)
-        mask = self._switch_mask(x)
+        mask = self.switch_mask(x)
         return self.backup(x) + (r if mask is None else mask * r)
+
+    def batched(self, thetas: torch.Tensor):
+        """The closed-loop input map of ``B`` policies, for :func:`scpo.systems.rollout`.
+
+        Parameters
+        ----------
+        thetas : Tensor, shape (B, d)
+            Flat residual parameters (split once here, not at every time step).
+
+        Returns
+        -------
+        callable
+            ``x`` (B, S, nx) or (S, nx) -> ``π_θ(x)`` (B, S, nu) for every row of ``thetas``.
+        """
+        params = self.residual.unflatten(thetas)
+
+        def policy(x: torch.Tensor) -> torch.Tensor:
+            r = self.residual.forward_batched(params, x)
+            mask = self.switch_mask(x)
+            base = self.backup(x)
+            if base.ndim == 2:
+                base = base.unsqueeze(0)
+            return base + (r if mask is None else (mask if mask.ndim == 3 else mask.unsqueeze(0)) * r)
+
+        return policy
 
     def forward_batched(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Actions of ``B`` policies with parameter rows ``thetas`` (B, d) at ``x`` (B, n, nx) or (n, nx).
+
+        Parameters
+        ----------
+        thetas : Tensor, shape (B, d)
+        x : Tensor, shape (B, n, nx) or (n, nx)
 
         Returns
         -------
         Tensor, shape (B, n, nu)
         """
-        r = self.residual.forward_batched(self.residual.unflatten(thetas), x)
-        mask = self._switch_mask(x)
-        base = self.backup(x)
-        if base.ndim == 2:
-            base = base.unsqueeze(0)
-        return base + (r if mask is None else (mask if mask.ndim == 3 else mask.unsqueeze(0)) * r)
+        return self.batched(thetas)(x)
 
 
 def flatten_parameters(module: nn.Module) -> np.ndarray:
-    """All parameters of ``module`` concatenated in :meth:`parameters` order, float64, shape (d,)."""
+    """All parameters of ``module`` concatenated in :meth:`parameters` order.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    ndarray, shape (d,), float64
+    """
     return torch.nn.utils.parameters_to_vector(module.parameters()).detach().cpu().to(torch.float64).numpy().copy()
 
 
 def load_flat_parameters(module: nn.Module, theta: np.ndarray) -> None:
-    """Write the flat vector ``theta`` (shape (d,)) into the parameters of ``module`` in place."""
+    """Write the flat vector ``theta`` into the parameters of ``module`` in place.
+
+    Parameters
+    ----------
+    module : nn.Module
+    theta : ndarray, shape (d,)
+    """
     d = sum(p.numel() for p in module.parameters())
     theta = as_array("theta", theta, shape=(d,))
     ref = next(module.parameters())

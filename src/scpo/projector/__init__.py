@@ -5,6 +5,7 @@ Public names::
     Projector          the training loop (bank, SOCP, line search, adaptive L)
     ProjectorConfig    its frozen configuration
     StepRecord         what one iteration did
+    raw_direction      the raw step rule (Adam or SGD), shared with the penalty baseline
     ProjectionSOCP     the SOCP with its per-shape cache and solver fallback chain
     ProjectionResult   one SOCP answer
     Bank               the rolling bank of evaluated perturbations
@@ -15,7 +16,9 @@ Public names::
 from .bank import Bank
 from .config import ProjectorConfig
 from .inner import inner_bound, max_feasible_scale
-from .projector import ConstraintFn, Projector, StepRecord, batched
+from .directions import raw_direction
+from .projector import ConstraintFn, Projector, batched
+from .record import StepRecord
 from .socp import ProjectionResult, ProjectionSOCP
 from .solvers import mosek_status, solver_chain
 
@@ -30,6 +33,7 @@ __all__ = [
     "batched",
     "inner_bound",
     "max_feasible_scale",
+    "raw_direction",
     "mosek_status",
     "solver_chain",
 ]

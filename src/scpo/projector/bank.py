@@ -119,7 +119,15 @@ class Bank:
 
     def recentre(self, step: np.ndarray, *, max_norm: float | None = None) -> None:
         """Express every offset relative to ``θ + step``; drop entries that became zero or, when
-        ``max_norm`` is given, longer than it (outside a trust region)."""
+        ``max_norm`` is given, longer than it (outside a trust region).
+
+        Parameters
+        ----------
+        step : ndarray, shape (d,)
+            The accepted step ``Δ``: ``δ_k ← δ_k − Δ``.
+        max_norm : float, optional
+            Drop entries with ``‖δ_k‖ > max_norm`` after recentring.
+        """
         if not len(self):
             return
         offsets = self._offsets
@@ -133,7 +141,17 @@ class Bank:
             self._set(offsets[keep], self._values[keep], norms[keep])
 
     def replace(self, index: int, offset: np.ndarray, values: np.ndarray) -> None:
-        """Overwrite entry ``index`` (used when re-probing a direction at the current ``θ``)."""
+        """Overwrite entry ``index`` (used when re-probing a direction at the current ``θ``).
+
+        Parameters
+        ----------
+        index : int
+            Entry to overwrite (negative counts from the newest).
+        offset : ndarray, shape (d,)
+            The new offset.
+        values : ndarray, shape (N,)
+            ``g(θ + offset)``.
+        """
         if not -len(self) <= index < len(self):
             raise InvalidInputError(f"index: expected an entry index in [{-len(self)}, {len(self)}), got {index}")
         row = self._lo + (index % len(self))
@@ -163,19 +181,51 @@ class Bank:
         return norms, unit @ unit.T, unit @ raw
 
     def difference_quotients(self, g: np.ndarray) -> np.ndarray:
-        """``H_ik = (G_ki − g_i) / n_k``, shape (N, m)."""
+        """The difference quotients ``H_ik = (G_ki − g_i) / n_k`` of (★).
+
+        Parameters
+        ----------
+        g : ndarray, shape (N,)
+            ``g(θ)`` at the current iterate.
+
+        Returns
+        -------
+        ndarray, shape (N, m)
+        """
         return ((self._values - g[None, :]) / self._norms[:, None]).T
 
     def step(self, coef: np.ndarray) -> np.ndarray:
-        """The parameter step ``Δ = Σ_k c_k δ_k / n_k`` for normalised coefficients, shape (d,)."""
+        """The parameter step ``Δ = Σ_k c_k δ_k / n_k`` for normalised coefficients.
+
+        Parameters
+        ----------
+        coef : ndarray, shape (m,)
+            Normalised coefficients ``c``.
+
+        Returns
+        -------
+        ndarray, shape (d,)
+        """
         return (coef / self._norms) @ self._offsets
 
     def state(self) -> dict[str, np.ndarray]:
-        """Arrays that reproduce this bank (for resuming a run)."""
+        """Arrays that reproduce this bank (for resuming a run).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``bank_offsets`` (m, d) and ``bank_values`` (m, N).
+        """
         return {"bank_offsets": self._offsets.copy(), "bank_values": self._values.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore from :meth:`state`; shapes are checked."""
+        """Restore from :meth:`state`; shapes are checked.
+
+        Parameters
+        ----------
+        state : dict of str to ndarray
+            From :meth:`state`, with at most ``capacity`` entries.
+        """
         offsets = as_array("bank_offsets", state["bank_offsets"], shape=(None, self.dim))
         values = as_array("bank_values", state["bank_values"], shape=(offsets.shape[0], self.n_constraints))
         if offsets.shape[0] > self.capacity:

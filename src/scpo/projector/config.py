@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._validate import check_in, check_int, check_nonnegative, check_positive
+from .._validate import check_in, check_int, check_positive
 from ..errors import ConfigError, InvalidInputError
+from .directions import DIRECTIONS, check_step_rule
 
 __all__ = ["ProjectorConfig", "DIRECTIONS", "SOLVERS"]
 
-DIRECTIONS = ("adam", "sgd")
 L_MODES = ("adaptive", "certified")
 SOLVERS = ("auto", "clarabel", "mosek", "scs")
 
@@ -100,13 +100,7 @@ class ProjectorConfig:
     def __post_init__(self) -> None:
         try:
             check_int("bank_size", self.bank_size, minimum=1)
-            check_in("direction", self.direction, DIRECTIONS)
-            check_positive("lr", self.lr)
-            for name in ("beta1", "beta2"):
-                v = check_nonnegative(name, getattr(self, name))
-                if not v < 1:
-                    raise ConfigError(f"{name}: expected a number in [0, 1), got {v}")
-            check_positive("adam_eps", self.adam_eps)
+            check_step_rule(self)
             check_positive("L_init", self.L_init)
             if not check_positive("L_growth", self.L_growth) > 1:
                 raise ConfigError(f"L_growth: expected a number > 1, got {self.L_growth}")

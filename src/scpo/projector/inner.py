@@ -118,6 +118,21 @@ def required_L(
 
     Solves ``G_new_i = g_i + H_i c + (L_i/2)(Σ n_k|c_k| + ‖Δ‖²)`` for ``L_i``.
 
+    Parameters
+    ----------
+    G_new : ndarray, shape (N,)
+        Evaluated ``g(θ + Δ)``.
+    g : ndarray, shape (N,)
+        ``g(θ)``.
+    H : ndarray, shape (N, m)
+        Difference quotients (:meth:`Bank.difference_quotients`).
+    norms : ndarray, shape (m,)
+        ``n_k = ‖δ_k‖``.
+    coef : ndarray, shape (m,)
+        Normalised coefficients of ``Δ``.
+    step_sq : float
+        ``‖Δ‖²``.
+
     Returns
     -------
     ndarray, shape (N,)

@@ -166,7 +166,7 @@ class _Problem:
         ]
         self.problem = cp.Problem(cp.Minimize(cp.sum_squares(self.R @ self.c - self.b)), self.constraints)
         if not self.problem.is_dcp(dpp=True):  # pragma: no cover - structural invariant
-            raise RuntimeError("projection SOCP is not DPP")
+            raise SolverError("projection SOCP: the problem is not DPP (a bug in its construction)")
 
 
 class ProjectionSOCP:

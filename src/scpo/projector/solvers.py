@@ -30,7 +30,19 @@ _CLARABEL_ROBUST = {"equilibrate_enable": False, "max_step_fraction": 0.9}
 
 @dataclass(frozen=True)
 class SolverStage:
-    """One entry of the fallback chain: a cvxpy solver name, its options, and a label."""
+    """One entry of the fallback chain: a cvxpy solver with its options.
+
+    :func:`solver_chain` returns the stages in the order they are tried.
+
+    Attributes
+    ----------
+    solver : str
+        cvxpy solver name.
+    options : dict
+        Keyword options passed to ``problem.solve``.
+    label : str
+        Name recorded in :class:`SolverAttempt` (e.g. ``"CLARABEL-robust"``).
+    """
 
     solver: str
     options: dict
@@ -39,7 +51,17 @@ class SolverStage:
 
 @dataclass(frozen=True)
 class SolverAttempt:
-    """One solver call: name, cvxpy status (or the failure), wall time in seconds."""
+    """One solver call.
+
+    Attributes
+    ----------
+    solver : str
+        Label of the stage (:class:`SolverStage`).
+    status : str
+        cvxpy status, or the failure message.
+    time_s : float
+        Wall time of the call in seconds.
+    """
 
     solver: str
     status: str

@@ -9,15 +9,19 @@ Public names::
     backward_reachable_sets, ReachableSets   N-step sets (backup or controllable)
     maximal_positively_invariant, backup_invariant_set, maximal_control_invariant, InvariantSet
     terminal_targets, TerminalTarget         polytopes inside / around X_f = {xᵀPx ≤ γ}
-    steering_margin, simulation_margin, membership_agreement   independent checks
-    learned_grid_set, GridSet                the learned closed loop's grid estimate
-    linear_task_reach, ReachReport           the full report used by ``scpo reach``
-    reach_command                            the CLI entry (plain function)
+    steering_margin, simulation_margin(s), membership_agreement   independent checks
+    learned_grid_set, grid_set, policy_rows, residual_policy_map, state_box, GridSet
+                                             the learned closed loop's grid estimate
+    linear_reach, ReachReport, report_data   the full report used by ``scpo reach``
+    report_figure, reach_figure              its 2-D figure
+
+Inputs are a :class:`scpo.systems.ClosedLoopProblem` and plain arrays; nothing here knows which
+task it serves (``scpo reach`` in :mod:`scpo.cli.reach` builds the inputs from a task or a run).
 """
 
-from .checks import membership_agreement, simulation_margin, steering_margin
-from .command import reach_command
-from .learned import GridSet, learned_grid_set
+from .checks import membership_agreement, simulation_margin, simulation_margins, steering_margin
+from .learned import GridSet, grid_set, learned_grid_set, policy_rows, residual_policy_map, state_box
+from .plot import reach_figure, report_figure
 from .polytope import (
     Polytope,
     area,
@@ -35,7 +39,7 @@ from .polytope import (
     support,
     vertices,
 )
-from .report import ReachReport, linear_task_reach
+from .report import ReachReport, linear_reach, report_data
 from .sets import (
     InvariantSet,
     ReachableSets,
@@ -68,16 +72,23 @@ __all__ = [
     "intersect",
     "is_bounded",
     "is_empty",
+    "grid_set",
     "learned_grid_set",
-    "linear_task_reach",
+    "linear_reach",
     "maximal_control_invariant",
     "maximal_positively_invariant",
     "membership_agreement",
+    "policy_rows",
     "preimage",
     "project",
-    "reach_command",
+    "reach_figure",
     "reduce",
+    "report_data",
+    "report_figure",
+    "residual_policy_map",
     "simulation_margin",
+    "simulation_margins",
+    "state_box",
     "steering_margin",
     "support",
     "terminal_targets",

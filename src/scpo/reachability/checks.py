@@ -9,8 +9,9 @@ right.
   ``Hx x_t ≤ hx − s`` (``t = 0 … N−1``), ``Hu u_t ≤ hu − s`` (``t = 0 … N−1``) and
   ``H_T x_N ≤ h_T − s`` with ``x_t = Aᵗx₀ + Σ_{j<t} A^{t−1−j} B u_j`` (rows scaled to unit
   norm). ``s ≥ 0`` iff ``x₀`` can be steered into ``T`` in ``N`` steps inside the constraints.
-* :func:`simulation_margin` — the same slack along the backup's own trajectory ``x_{t+1} =
-  (A + BK) x_t`` (no decision variables: a forward simulation).
+* :func:`simulation_margins` — the same slack along the backup's own trajectory ``x_{t+1} =
+  (A + BK) x_t`` (no decision variables: a forward simulation by :func:`scpo.systems.rollout`,
+  batched over the states).
 * :func:`membership_agreement` — sample points, classify them by a computed set (leaving out a
   thin band around its boundary where the float sets cannot decide) and by the margins above,
   and count disagreements. The result is an ``evaluated`` :class:`~scpo.evidence.Claim`.
@@ -23,14 +24,15 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import torch
 
 from .._validate import as_array, check_int, check_nonnegative
 from ..errors import InvalidInputError, ShapeError
 from ..evidence import Claim, Level
-from ..systems import LinearSystem
+from ..systems import LinearSystem, linear_policy, rollout
 from .polytope import Polytope, bounding_box, normalize
 
-__all__ = ["steering_margin", "simulation_margin", "membership_agreement"]
+__all__ = ["steering_margin", "simulation_margin", "simulation_margins", "membership_agreement"]
 
 
 def _unit(H: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,28 +102,73 @@ def steering_margin(x0: np.ndarray, system: LinearSystem, target: Polytope, step
     return float(res.x[-1])
 
 
-def simulation_margin(x0: np.ndarray, system: LinearSystem, K: np.ndarray, target: Polytope, steps: int) -> float:
-    """Smallest slack of the backup's trajectory from ``x0``: ``min`` over the rows of ``Hx x_t ≤
-    hx`` and ``Hu K x_t ≤ hu`` (``t = 0 … N−1``) and ``H_T x_N ≤ h_T`` (unit rows), ``x_{t+1} =
-    (A + BK) x_t``. ``≥ 0`` iff the backup steers ``x0`` into ``target`` at step ``N`` inside the
-    constraints. Capped at 1 like :func:`steering_margin`."""
-    x0 = as_array("x0", x0, shape=(system.n,))
+def simulation_margins(points: np.ndarray, system: LinearSystem, K: np.ndarray, target: Polytope, steps: int) -> np.ndarray:
+    """Smallest slack of the backup's trajectory from each of ``points``.
+
+    For ``x_{t+1} = (A + BK) x_t`` simulated by :func:`scpo.systems.rollout` (policy
+    :func:`scpo.systems.linear_policy`), the margin of ``x_0`` is
+
+        min( min_{t < N} min(hx − Hx x_t),  min_{t < N} min(hu − Hu K x_t),  min(h_T − H_T x_N) )
+
+    over unit-norm rows, capped at 1 like :func:`steering_margin`. It is ``≥ 0`` iff the backup
+    steers ``x_0`` into ``target`` at step ``N`` inside the constraints (these are the rows of the
+    backward reachable set, ``t = 0 … N−1`` for ``X`` and ``U``, not the rows of ``g``).
+
+    Parameters
+    ----------
+    points : array_like, shape (S, n)
+        Initial states ``x_0``.
+    system : LinearSystem
+    K : array_like, shape (m, n)
+        The backup gain.
+    target : Polytope
+        ``T``, dimension ``n``.
+    steps : int
+        ``N ≥ 0``.
+
+    Returns
+    -------
+    ndarray, shape (S,)
+        The margins; ``nan`` where the trajectory is not finite (never counted as agreement).
+    """
+    X0 = as_array("points", points, shape=(None, system.n))
     K = as_array("K", K, shape=(system.m, system.n))
     steps = check_int("steps", steps, minimum=0)
     Hx, hx = _unit(system.Hx, system.hx)
     Hu, hu = _unit(system.Hu, system.hu)
     T = normalize(target)
-    x = x0.copy()
-    worst = np.inf
-    for _ in range(steps):
-        u = K @ x
-        worst = min(worst, float(np.min(hx - Hx @ x)), float(np.min(hu - Hu @ u)))
-        x = system.A @ x + system.B @ u
+    with torch.no_grad():
+        ro = rollout(system, linear_policy(K), torch.as_tensor(X0, dtype=torch.float64)[None], steps)
+    states, inputs = ro.states[0].numpy(), ro.inputs[0].numpy()
+    worst = np.full(X0.shape[0], np.inf)
+    if steps:
+        worst = np.minimum(worst, np.min(hx - states[:, :steps] @ Hx.T, axis=(1, 2)))
+        worst = np.minimum(worst, np.min(hu - inputs @ Hu.T, axis=(1, 2)))
     if T.n_rows:
-        worst = min(worst, float(np.min(T.h - T.H @ x)))
-    if not np.isfinite(worst):
-        return 1.0 if worst > 0 else math.nan
-    return float(min(worst, 1.0))
+        worst = np.minimum(worst, np.min(T.h - states[:, steps] @ T.H.T, axis=1))
+    return np.where(np.isnan(worst), np.nan, np.minimum(worst, 1.0))
+
+
+def simulation_margin(x0: np.ndarray, system: LinearSystem, K: np.ndarray, target: Polytope, steps: int) -> float:
+    """Smallest slack of the backup's trajectory from one state (see :func:`simulation_margins`).
+
+    Parameters
+    ----------
+    x0 : array_like, shape (n,)
+    system : LinearSystem
+    K : array_like, shape (m, n)
+    target : Polytope
+    steps : int
+        ``N ≥ 0``.
+
+    Returns
+    -------
+    float
+        ``≥ 0`` iff the backup steers ``x0`` into ``target`` at step ``N`` inside the
+        constraints; capped at 1; ``nan`` for a non-finite trajectory.
+    """
+    x0 = as_array("x0", x0, shape=(system.n,))
+    return float(simulation_margins(x0[None], system, K, target, steps)[0])
 
 
 def membership_agreement(
@@ -146,6 +193,29 @@ def membership_agreement(
     margin ``< 0``. Each verdict is computed once by LP/simulation, independently of the set
     recursion.
 
+    Parameters
+    ----------
+    computed : Polytope
+        The computed ``N``-step set to check.
+    system : LinearSystem
+    target : Polytope
+        The target ``T`` of the set.
+    steps : int
+        ``N``.
+    K : array_like, shape (m, n), optional
+        The backup gain: check against its simulation (:func:`simulation_margins`); without it
+        against the steering LP (:func:`steering_margin`, the controllable set).
+    samples : int
+        Number of random states.
+    band : float
+        Half-width of the band around the boundary of ``computed`` left out (a distance).
+    region : Polytope, optional
+        Where the states are drawn (its bounding box); default the state constraints ``X``.
+    seed : int
+        Seed of the random states.
+    name : str
+        Name of the claim.
+
     Returns
     -------
     Claim
@@ -162,10 +232,12 @@ def membership_agreement(
     res = computed.residual(pts)
     inside, outside = res <= -band, res >= band
     margins = np.full(samples, np.nan)
-    for j in np.flatnonzero(inside | outside):
-        margins[j] = (
-            simulation_margin(pts[j], system, K, target, steps) if K is not None else steering_margin(pts[j], system, target, steps)
-        )
+    decided = np.flatnonzero(inside | outside)
+    if K is not None and decided.size:
+        margins[decided] = simulation_margins(pts[decided], system, K, target, steps)
+    else:
+        for j in decided:
+            margins[j] = steering_margin(pts[j], system, target, steps)
     bad_in = inside & ~(margins >= 0)
     bad_out = outside & ~(margins < 0)
     failed_lp = (inside | outside) & np.isnan(margins)

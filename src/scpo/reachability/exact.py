@@ -35,6 +35,7 @@ __all__ = [
     "ellipsoid_in_polytope",
     "polytope_in_ellipsoid",
     "exact_area",
+    "exact_area_or_nan",
     "solve_exact",
     "exact_closed_loop",
 ]
@@ -43,7 +44,18 @@ Vec = tuple[Fraction, ...]
 
 
 def to_fractions(a: np.ndarray) -> list:
-    """Nested lists of exact :class:`~fractions.Fraction` values of a float array (any shape)."""
+    """Nested lists of exact :class:`~fractions.Fraction` values of a float array (any shape).
+
+    Parameters
+    ----------
+    a : array_like
+        Finite floats; each is converted to the rational it stores exactly.
+
+    Returns
+    -------
+    Fraction or list
+        A ``Fraction`` for a scalar, nested lists of the array's shape otherwise.
+    """
     arr = np.asarray(a, dtype=float)
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError("to_fractions: expected finite values, got NaN/inf")
@@ -102,6 +114,11 @@ def _vertices_rec(rows: list[tuple[Vec, Fraction]], n: int) -> set[Vec] | None:
 
 def exact_vertices(P: Polytope) -> list[Vec]:
     """All vertices of the bounded polytope ``P`` in exact rational arithmetic.
+
+    Parameters
+    ----------
+    P : Polytope
+        Bounded; its stored float rows are taken exactly.
 
     Returns
     -------
@@ -169,7 +186,17 @@ def _ccw(vs: list[Vec]) -> list[Vec]:
 
 
 def exact_area(P: Polytope) -> Fraction:
-    """Exact area of the stored 2-D polytope (shoelace on :func:`exact_vertices`)."""
+    """Exact area of the stored 2-D polytope (shoelace on :func:`exact_vertices`).
+
+    Parameters
+    ----------
+    P : Polytope
+        Bounded, dimension 2.
+
+    Returns
+    -------
+    Fraction
+    """
     if P.dim != 2:
         raise ShapeError(f"P: expected a 2-D polytope for its area, got dimension {P.dim}")
     vs = exact_vertices(P)
@@ -239,7 +266,19 @@ def polytope_in_polytope(
 
 
 def exact_closed_loop(A: np.ndarray, B: np.ndarray, K: np.ndarray) -> list[list[Fraction]]:
-    """``A + B K`` in exact rational arithmetic from the floats of ``A``, ``B``, ``K``."""
+    """``A + B K`` in exact rational arithmetic from the floats of ``A``, ``B``, ``K``.
+
+    Parameters
+    ----------
+    A : array_like, shape (n, n)
+    B : array_like, shape (n, m)
+    K : array_like, shape (m, n)
+
+    Returns
+    -------
+    list of list of Fraction
+        Shape (n, n).
+    """
     Aq, Bq, Kq = to_fractions(np.atleast_2d(A)), to_fractions(np.atleast_2d(B)), to_fractions(np.atleast_2d(K))
     n, m = len(Aq), len(Kq)
     return [[Aq[i][j] + sum(Bq[i][r] * Kq[r][j] for r in range(m)) for j in range(n)] for i in range(n)]
@@ -247,6 +286,18 @@ def exact_closed_loop(A: np.ndarray, B: np.ndarray, K: np.ndarray) -> list[list[
 
 def solve_exact(M: Sequence[Sequence[Fraction]], rhs: Sequence[Fraction]) -> list[Fraction]:
     """Solve ``M y = rhs`` exactly (Gauss–Jordan on Fractions); ``M`` square and invertible.
+
+    Parameters
+    ----------
+    M : sequence of sequence of Fraction
+        Shape (n, n).
+    rhs : sequence of Fraction
+        Length ``n``.
+
+    Returns
+    -------
+    list of Fraction
+        ``y``, length ``n``.
 
     Raises
     ------
@@ -271,6 +322,17 @@ def solve_exact(M: Sequence[Sequence[Fraction]], rhs: Sequence[Fraction]) -> lis
 
 def ellipsoid_in_polytope(P: np.ndarray, gamma: float, Q: Polytope) -> tuple[bool, float]:
     """Exact test of ``{xᵀPx ≤ γ} ⊆ Q`` for ``P ≻ 0`` (support function, rational arithmetic).
+
+    ``max { aᵀx : xᵀPx ≤ γ } = sqrt(γ aᵀP⁻¹a)``, so the inclusion holds iff every row ``aᵀx ≤ b``
+    of ``Q`` has ``b ≥ 0`` and ``γ aᵀP⁻¹a ≤ b²``.
+
+    Parameters
+    ----------
+    P : array_like, shape (n, n)
+        Symmetric positive definite.
+    gamma : float
+    Q : Polytope
+        Dimension ``n``.
 
     Returns
     -------
@@ -300,6 +362,13 @@ def ellipsoid_in_polytope(P: np.ndarray, gamma: float, Q: Polytope) -> tuple[boo
 def polytope_in_ellipsoid(Q: Polytope, P: np.ndarray, gamma: float) -> tuple[bool, float]:
     """Exact test of ``Q ⊆ {xᵀPx ≤ γ}``: every exact vertex ``v`` of ``Q`` has ``vᵀPv ≤ γ``.
 
+    Parameters
+    ----------
+    Q : Polytope
+        Bounded, dimension ``n``.
+    P : array_like, shape (n, n)
+    gamma : float
+
     Returns
     -------
     holds : bool
@@ -316,3 +385,18 @@ def polytope_in_ellipsoid(Q: Polytope, P: np.ndarray, gamma: float) -> tuple[boo
         ok &= q <= g
         worst = max(worst, float(q / g) if g != 0 else float("inf"))
     return bool(ok), float(worst)
+
+
+def exact_area_or_nan(P: Polytope) -> float:
+    """The exact area of a stored 2-D polytope as a float; ``nan`` in other dimensions.
+
+    Parameters
+    ----------
+    P : Polytope
+
+    Returns
+    -------
+    float
+        ``float(exact_area(P))`` for ``P.dim == 2``, else ``nan`` (no n-D volume yet).
+    """
+    return float(exact_area(P)) if P.dim == 2 else float("nan")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -11,21 +12,47 @@ from matplotlib.patches import Polygon as PolygonPatch
 
 from ..errors import ShapeError
 from .learned import GridSet
-from .polytope import Polytope, vertices
+from .polytope import Polytope, bounding_box, vertices
 
-__all__ = ["ellipse_points", "draw_polytope", "reach_figure"]
+if TYPE_CHECKING:
+    from .report import ReachReport
+
+__all__ = ["ellipse_points", "draw_polytope", "reach_figure", "report_figure"]
 
 
 def ellipse_points(P: np.ndarray, gamma: float, count: int = 400) -> np.ndarray:
-    """Points ``x = √γ L⁻ᵀ (cos t, sin t)`` on the boundary of ``{xᵀPx ≤ γ}`` (``P = LLᵀ``), shape (count, 2)."""
+    """Points ``x = √γ L⁻ᵀ (cos t, sin t)`` on the boundary of ``{xᵀPx ≤ γ}`` (``P = LLᵀ``).
+
+    Parameters
+    ----------
+    P : ndarray, shape (2, 2)
+        Symmetric positive definite.
+    gamma : float
+        ``γ > 0``.
+    count : int
+        Number of points.
+
+    Returns
+    -------
+    ndarray, shape (count, 2)
+    """
     L = np.linalg.cholesky(np.asarray(P, dtype=float))
     t = np.linspace(0, 2 * np.pi, count)
     Z = np.stack([np.cos(t), np.sin(t)])
     return (np.sqrt(gamma) * np.linalg.solve(L.T, Z)).T
 
 
-def draw_polytope(ax, P: Polytope, **kw) -> None:
-    """Add a bounded 2-D polytope to ``ax`` as a polygon patch (nothing if empty)."""
+def draw_polytope(ax: Any, P: Polytope, **kw: Any) -> None:
+    """Add a bounded 2-D polytope to ``ax`` as a polygon patch (nothing if empty).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    P : Polytope
+        Dimension 2, bounded.
+    **kw
+        Patch properties (``facecolor``, ``edgecolor``, ``label`` …).
+    """
     if P.dim != 2:
         raise ShapeError(f"P: expected a 2-D polytope to draw, got dimension {P.dim}")
     V = vertices(P)
@@ -48,6 +75,7 @@ def reach_figure(
     learned: GridSet | None = None,
     safety_states: np.ndarray | None = None,
     task_horizon: int | None = None,
+    state_names: Sequence[str] = ("x0", "x1"),
     title: str = "",
 ) -> Figure:
     """Nested backup sets (left) and controllable sets (right) with ``X_f`` and the state box.
@@ -66,8 +94,17 @@ def reach_figure(
         The learned policy's grid set (green dots) on both panels.
     safety_states : ndarray, shape (S, 2), optional
         The task's grid safety region (grey dots, left panel).
+    task_horizon : int, optional
+        ``T`` (legend of ``backup_outer``).
+    state_names : sequence of two str
+        Axis labels.
+    title : str
+
+    Returns
+    -------
+    Figure
     """
-    fig = Figure(figsize=(13, 7.2))
+    fig = Figure(figsize=(13, 7.6))
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     ell = ellipse_points(P, gamma)
     for ax, sets, name, cmap in (
@@ -93,7 +130,7 @@ def reach_figure(
             ax.plot([], [], color="tab:green", lw=2.0,
                     label=f"learned policy reaches X_f in T (grid boundary, {int(learned.inside.sum())} of {learned.states.shape[0]} cells)")
         ax.set_title(name)
-        ax.set_xlabel("position p")
+        ax.set_xlabel(state_names[0])
         ax.grid(alpha=0.3)
         ax.set_aspect("equal", adjustable="box")
     if mpi is not None:
@@ -107,13 +144,54 @@ def reach_figure(
         draw_polytope(axes[1], control_invariant, fill=False, edgecolor="tab:red", lw=1.5, ls="--", label="C_∞ (maximal control invariant)")
     if mpi is not None:
         draw_polytope(axes[1], mpi, fill=False, edgecolor="tab:blue", lw=1.2, ls="-.", label="backup's O_∞")
-    axes[0].set_ylabel("velocity v")
-    lo = state_box.h
-    lim = 1.15 * float(np.max(np.abs(lo)))
+    axes[0].set_ylabel(state_names[1])
+    lo, hi = bounding_box(state_box)
+    lim = 1.15 * float(np.max(np.abs(np.concatenate([lo, hi]))))
     axes[0].set_xlim(-lim, lim)
     axes[0].set_ylim(-lim, lim)
     for ax in axes:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.suptitle(title or "backward reachable sets")
-    fig.tight_layout()
+    # explicit margins: the legends sit below the axes, where no layout engine reserves room for them
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.92, bottom=0.2, wspace=0.12)
     return fig
+
+
+def report_figure(report: ReachReport, *, title: str = "") -> Figure:
+    """:func:`reach_figure` of a 2-D report: the sets of ``T_in`` for ``k = 0 … N``, ``O_∞``, ``C_∞``,
+    the backup's ``R_T(T_out)``, the grid safety region and (if any) the learned grid set.
+
+    Parameters
+    ----------
+    report : ReachReport
+        Of a problem with ``n = 2`` states.
+    title : str
+
+    Returns
+    -------
+    Figure
+
+    Raises
+    ------
+    ShapeError
+        The problem is not 2-D.
+    """
+    problem = report.problem
+    if problem.n != 2:
+        raise ShapeError(f"report: expected a problem with 2 states to draw, got n = {problem.n}")
+    fams, N, T = report.families, report.horizon, report.task_horizon
+    return reach_figure(
+        backup_sets=fams["backup_inner"].sets[: N + 1],
+        controllable_sets=fams["controlled_inner"].sets[: N + 1],
+        state_box=Polytope(H=problem.Hx, h=problem.hx),
+        P=problem.P,
+        gamma=problem.gamma,
+        mpi=report.mpi.polytope,
+        control_invariant=report.control_invariant.polytope,
+        backup_outer=fams["backup_outer"].sets[T],
+        learned=report.learned,
+        safety_states=report.safety_states,
+        task_horizon=T,
+        state_names=problem.state_names,
+        title=title,
+    )

@@ -26,11 +26,11 @@ import scipy.optimize
 
 from .._validate import as_array, check_nonnegative
 from ..errors import InvalidInputError, ShapeError, SolverError
+from ..numerics import CONTAINMENT_TOL, SET_TOL
 
 __all__ = [
     "Polytope",
     "DEFAULT_TOL",
-    "CONTAINMENT_TOL",
     "box",
     "whole_space",
     "empty",
@@ -52,13 +52,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOL = 1e-9
-"""Absolute tolerance (a distance, rows having unit norm) of redundancy removal and emptiness."""
-
-CONTAINMENT_TOL = 1e-7
-"""Absolute tolerance of LP containment decisions (and of the termination tests built on them):
-above the accuracy HiGHS delivers (its feasibility tolerances are set to 1e-9 here, and it drops
-matrix entries below 1e-9), so that ``contains(P, P)`` holds for every ``P``."""
+DEFAULT_TOL = SET_TOL
+"""Absolute tolerance (a distance, rows having unit norm) of redundancy removal and emptiness: an
+alias of :data:`scpo.numerics.SET_TOL`. LP containment decisions (and the termination tests built
+on them) use :data:`scpo.numerics.CONTAINMENT_TOL`, above the accuracy HiGHS delivers (its
+feasibility tolerances are set to 1e-9 here, and it drops matrix entries below 1e-9), so that
+``contains(P, P)`` holds for every ``P``."""
 
 _HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}
 
@@ -121,7 +120,18 @@ class Polytope:
         return np.max((X @ self.H.T - self.h) / norms, axis=1)
 
     def contains_points(self, points: np.ndarray, tol: float = 0.0) -> np.ndarray:
-        """Whether each point satisfies every row up to ``tol`` (distance), shape (S,) of bool."""
+        """Whether each point satisfies every row up to ``tol`` (distance).
+
+        Parameters
+        ----------
+        points : array_like, shape (S, n) or (n,)
+        tol : float
+            Accepted unit-row residual.
+
+        Returns
+        -------
+        ndarray of bool, shape (S,)
+        """
         return self.residual(points) <= tol
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,7 +140,17 @@ class Polytope:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Polytope":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : dict
+            With keys ``dim``, ``H``, ``h``.
+
+        Returns
+        -------
+        Polytope
+        """
         H = np.asarray(data["H"], dtype=float).reshape(-1, int(data["dim"]))
         return cls(H=H, h=np.asarray(data["h"], dtype=float))
 
@@ -141,6 +161,15 @@ class Polytope:
 # ---------------------------------------------------------------------------- constructors
 def box(lower: Sequence[float] | np.ndarray, upper: Sequence[float] | np.ndarray) -> Polytope:
     """The box ``{x : lower ≤ x ≤ upper}`` with rows ``+e_i`` then ``−e_i``.
+
+    Parameters
+    ----------
+    lower, upper : array_like, shape (n,)
+
+    Returns
+    -------
+    Polytope
+        ``2n`` rows.
 
     Raises
     ------
@@ -163,12 +192,33 @@ def box(lower: Sequence[float] | np.ndarray, upper: Sequence[float] | np.ndarray
 
 
 def whole_space(n: int) -> Polytope:
-    """``Rⁿ`` (no rows)."""
+    """``Rⁿ``: the polytope with no rows.
+
+    Parameters
+    ----------
+    n : int
+        Dimension of the space.
+
+    Returns
+    -------
+    Polytope
+        Zero rows.
+    """
     return Polytope(H=np.zeros((0, int(n))), h=np.zeros(0))
 
 
 def empty(n: int) -> Polytope:
-    """The canonical empty set ``{x : 0·x ≤ −1}``."""
+    """The canonical empty set ``{x : 0·x ≤ −1}`` in ``Rⁿ`` (``n`` its dimension).
+
+    Parameters
+    ----------
+    n : int
+
+    Returns
+    -------
+    Polytope
+        One row, ``0·x ≤ −1``.
+    """
     return Polytope(H=np.zeros((1, int(n))), h=np.array([-1.0]))
 
 
@@ -189,6 +239,10 @@ def normalize(P: Polytope) -> Polytope:
 
     Rows ``0·x ≤ h_i`` with ``h_i < 0`` make the set empty: then :func:`empty` is returned. The
     set is unchanged (only positive row scalings, trivially true and duplicated rows removed).
+
+    Parameters
+    ----------
+    P : Polytope
 
     Returns
     -------
@@ -215,6 +269,15 @@ def normalize(P: Polytope) -> Polytope:
 
 def intersect(*polytopes: Polytope) -> Polytope:
     """``P₁ ∩ P₂ ∩ …`` by stacking rows (not reduced).
+
+    Parameters
+    ----------
+    *polytopes : Polytope
+        At least one, all of the same dimension.
+
+    Returns
+    -------
+    Polytope
 
     Raises
     ------
@@ -331,6 +394,10 @@ def is_empty(P: Polytope, tol: float = DEFAULT_TOL) -> bool:
 def bounding_box(P: Polytope) -> tuple[np.ndarray, np.ndarray]:
     """``min / max x_i`` over ``P`` for every coordinate (2n LPs).
 
+    Parameters
+    ----------
+    P : Polytope
+
     Returns
     -------
     lower, upper : ndarray, shape (n,)
@@ -367,8 +434,16 @@ def bounding_box(P: Polytope) -> tuple[np.ndarray, np.ndarray]:
 def is_bounded(P: Polytope) -> bool:
     """Whether ``P`` is bounded: its recession cone ``{d : H d ≤ 0}`` is ``{0}``.
 
-    Decided by ``2n`` LPs ``max ±d_i s.t. H d ≤ 0, −1 ≤ d ≤ 1`` (any optimum > 0 is a direction
-    of unboundedness). The empty set counts as bounded.
+    Decided by ``2n`` LPs ``max ±d_i s.t. H d ≤ 0, −1 ≤ d ≤ 1`` (any optimum above
+    :data:`scpo.numerics.SET_TOL` is a direction of unboundedness). The empty set counts as bounded.
+
+    Parameters
+    ----------
+    P : Polytope
+
+    Returns
+    -------
+    bool
     """
     P = normalize(P)
     if is_empty(P):
@@ -381,7 +456,7 @@ def is_bounded(P: Polytope) -> bool:
             lp = _lp_max(c, P.H, np.zeros(P.n_rows), bounds=[(-1.0, 1.0)] * n)
             if lp.status != 0:
                 raise SolverError(f"is_bounded: HiGHS returned status {lp.status} (not optimal)")
-            if lp.value > 1e-9:
+            if lp.value > SET_TOL:
                 return False
     return True
 
@@ -421,6 +496,12 @@ def reduce(P: Polytope, tol: float = DEFAULT_TOL) -> Polytope:
     along the normals of removed rows; with ``tol = 0`` only rows implied exactly (as far as
     HiGHS can tell) are removed. With more than ``4n`` rows, rows that hold on the bounding box of
     ``P`` (``2n`` LPs, the box padded by a relative 1e-7) are dropped first without their own LP.
+
+    Parameters
+    ----------
+    P : Polytope
+    tol : float
+        Redundancy tolerance (a distance), default :data:`scpo.numerics.SET_TOL`.
 
     Returns
     -------
@@ -476,7 +557,7 @@ def contains(outer: Polytope, inner: Polytope, tol: float = CONTAINMENT_TOL) -> 
         Of the same dimension.
     tol : float
         Accepted excess (a distance); the default is above HiGHS's accuracy, see
-        :data:`CONTAINMENT_TOL`.
+        :data:`scpo.numerics.CONTAINMENT_TOL`.
 
     Returns
     -------
@@ -496,7 +577,19 @@ def contains(outer: Polytope, inner: Polytope, tol: float = CONTAINMENT_TOL) -> 
 
 
 def equals(P: Polytope, Q: Polytope, tol: float = CONTAINMENT_TOL) -> bool:
-    """``P ⊆ Q`` and ``Q ⊆ P`` (both by LP, see :func:`contains`)."""
+    """``P ⊆ Q`` and ``Q ⊆ P`` (both by LP, see :func:`contains`).
+
+    Parameters
+    ----------
+    P, Q : Polytope
+        Of the same dimension.
+    tol : float
+        Accepted excess of each containment (a distance).
+
+    Returns
+    -------
+    bool
+    """
     return contains(P, Q, tol) and contains(Q, P, tol)
 
 
@@ -552,6 +645,8 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) ->
     P : Polytope, dimension ``n``
     keep : int or sequence of int
         An int ``k`` keeps the first ``k`` coordinates; a sequence lists them (in order).
+    tol : float
+        Redundancy tolerance of the final :func:`reduce`.
 
     Returns
     -------

@@ -39,9 +39,9 @@ import numpy as np
 
 from .._validate import as_array, check_int, check_nonnegative
 from ..errors import InvalidInputError, ShapeError
+from ..numerics import CONTAINMENT_TOL
 from ..systems import LinearSystem
 from .polytope import (
-    CONTAINMENT_TOL,
     DEFAULT_TOL,
     Polytope,
     contains,
@@ -83,6 +83,15 @@ def check_system(system: Any) -> LinearSystem:
 
     (Emptiness is already refused by ``LinearSystem``.) Boundedness is decided by LP.
 
+    Parameters
+    ----------
+    system : LinearSystem
+
+    Returns
+    -------
+    LinearSystem
+        ``system``.
+
     Raises
     ------
     InvalidInputError
@@ -102,7 +111,17 @@ def check_system(system: Any) -> LinearSystem:
 
 
 def check_gain(system: LinearSystem, K: Any) -> np.ndarray:
-    """``K`` as a finite array of shape (m, n)."""
+    """``K`` as a finite array of shape (m, n).
+
+    Parameters
+    ----------
+    system : LinearSystem
+    K : array_like
+
+    Returns
+    -------
+    ndarray, shape (m, n)
+    """
     return as_array("K", K, shape=(system.m, system.n))
 
 
@@ -117,18 +136,51 @@ def _check_target(system: LinearSystem, target: Any, name: str = "target") -> Po
 
 
 def state_set(system: LinearSystem) -> Polytope:
-    """``X = {x : Hx x ≤ hx}``."""
+    """The state constraint set ``X = {x : Hx x ≤ hx}`` of ``system`` (a :class:`LinearSystem`).
+
+    Parameters
+    ----------
+    system : LinearSystem
+
+    Returns
+    -------
+    Polytope
+        In ``Rⁿ``, the rows of ``Hx``.
+    """
     return Polytope(H=system.Hx, h=system.hx)
 
 
 def input_set(system: LinearSystem) -> Polytope:
-    """``U = {u : Hu u ≤ hu}``."""
+    """The input constraint set ``U = {u : Hu u ≤ hu}``.
+
+    Parameters
+    ----------
+    system : LinearSystem
+        Provides ``Hu`` (q, m) and ``hu`` (q,).
+
+    Returns
+    -------
+    Polytope
+        In ``Rᵐ``.
+    """
     return Polytope(H=system.Hu, h=system.hu)
 
 
 # ---------------------------------------------------------------------------- one step
 def closed_loop_constraints(system: LinearSystem, K: np.ndarray, tol: float = DEFAULT_TOL) -> Polytope:
-    """``X_cl = {x : Hx x ≤ hx, Hu K x ≤ hu}`` (reduced)."""
+    """``X_cl = {x : Hx x ≤ hx, Hu K x ≤ hu}`` (reduced).
+
+    Parameters
+    ----------
+    system : LinearSystem
+    K : array_like, shape (m, n)
+    tol : float
+        Redundancy tolerance.
+
+    Returns
+    -------
+    Polytope
+    """
     K = check_gain(system, K)
     return reduce(intersect(state_set(system), preimage(input_set(system), K)), tol)
 
@@ -162,6 +214,14 @@ def controlled_pre(target: Polytope, system: LinearSystem, tol: float = DEFAULT_
     The set is the projection onto the first ``n`` coordinates of the polytope
     ``{(x, u) : Hx x ≤ hx, Hu u ≤ hu, H_T (A x + B u) ≤ h_T}`` in ``R^{n+m}`` (cddlib block
     elimination of ``u``, then LP redundancy removal).
+
+    Parameters
+    ----------
+    target : Polytope
+        ``T`` in ``Rⁿ``.
+    system : LinearSystem
+    tol : float
+        Redundancy tolerance.
 
     Returns
     -------
@@ -329,7 +389,7 @@ def maximal_positively_invariant(
 
     Gilbert–Tan iteration: ``O_t = {x : G A_clᵏ x ≤ g, k = 0 … t}``. If every row of
     ``G A_cl^{t+1}`` is redundant on ``O_t`` (one LP per row, up to
-    :data:`~scpo.reachability.polytope.CONTAINMENT_TOL`), then ``O_{t+1} = O_t`` and
+    :data:`~scpo.numerics.CONTAINMENT_TOL`), then ``O_{t+1} = O_t`` and
     ``O_∞ = O_t`` (finite termination). For Schur-stable ``A_cl`` and bounded ``C`` with the
     origin in its interior this happens after finitely many steps (Gilbert & Tan 1991, Thm 4.1);
     otherwise the iteration stops at ``max_steps`` and says so. Every ``O_t`` contains ``O_∞``.
@@ -384,7 +444,24 @@ def maximal_positively_invariant(
 def backup_invariant_set(
     system: LinearSystem, K: np.ndarray, *, max_steps: int = 200, tol: float = DEFAULT_TOL, progress: Progress | None = None
 ) -> InvariantSet:
-    """Maximal positively invariant set of the backup ``x⁺ = (A + BK) x`` inside ``X_cl``."""
+    """Maximal positively invariant set of the backup ``x⁺ = (A + BK) x`` inside ``X_cl``.
+
+    :func:`maximal_positively_invariant` of ``A + BK`` in :func:`closed_loop_constraints`.
+
+    Parameters
+    ----------
+    system : LinearSystem
+        With bounded ``X`` and ``U``.
+    K : array_like, shape (m, n)
+        The backup gain.
+    max_steps, tol, progress
+        As for :func:`maximal_positively_invariant`.
+
+    Returns
+    -------
+    InvariantSet
+        Of kind ``"positively invariant"``.
+    """
     system = check_system(system)
     K = check_gain(system, K)
     return maximal_positively_invariant(
@@ -399,9 +476,18 @@ def maximal_control_invariant(
 
     Iteration ``Ω_0 = X``, ``Ω_{k+1} = Ω_k ∩ Pre(Ω_k)``; it terminates when
     ``Ω_k ⊆ Ω_{k+1}`` (LP containment up to
-    :data:`~scpo.reachability.polytope.CONTAINMENT_TOL`), and then ``C_∞ = Ω_k``. Finite termination is not
+    :data:`~scpo.numerics.CONTAINMENT_TOL`), and then ``C_∞ = Ω_k``. Finite termination is not
     guaranteed in general (the fixed point may only be approached in the limit); the iteration
     stops at ``max_steps`` and says so, returning ``Ω_{max_steps} ⊇ C_∞``.
+
+    Parameters
+    ----------
+    system : LinearSystem
+        With bounded ``X`` and ``U``.
+    max_steps : int
+    tol : float
+        Redundancy tolerance.
+    progress : callable, optional
 
     Returns
     -------

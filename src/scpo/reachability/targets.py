@@ -54,6 +54,17 @@ def ellipsoid_directions(n: int, count: int) -> np.ndarray:
 
     ``n = 1``: ``±1``. ``n = 2``: ``M = count`` angles ``2πj/M``. ``n ≥ 3``: the normalised
     non-zero points of ``{−1, 0, 1}ⁿ`` (``count`` is ignored).
+
+    Parameters
+    ----------
+    n : int
+        State dimension.
+    count : int
+        ``M`` for ``n = 2`` (``≥ 3``).
+
+    Returns
+    -------
+    ndarray, shape (M, n)
     """
     n = check_int("n", n, minimum=1)
     if n == 1:
@@ -115,6 +126,13 @@ def ellipsoid_inner_polytope(P: np.ndarray, gamma: float, directions: int = 64) 
     ``c = (1 − 1e-9) / max_v sqrt(vᵀPv/γ)`` over the (float) vertices ``v`` of the tangent
     polytope (``= (1 − 1e-9) cos(π/M)`` for ``n = 2``). The inclusion is then checked on the
     exact vertices; if it failed, ``c`` would be shrunk further (it does not for sane inputs).
+
+    Parameters
+    ----------
+    P : array_like, shape (n, n), symmetric positive definite
+    gamma : float, > 0
+    directions : int
+        Number of tangent directions for ``n = 2``.
 
     Returns
     -------

@@ -1,14 +1,24 @@
-"""Reports and figures of runs.
+"""Certificate reports of runs: ``scpo report RUN`` writes ``RUN/report/`` (DESIGN §2, §6, §8).
+
+The report states the induction chain so that a reviewer can follow it from the page alone, every
+claim with its level of evidence, the conclusion never stronger than its weakest link.
+
+Modules, by concern::
+
+    collect     the run's records, certificates and statistics (reading only)
+    claims      the claims, verdicts, induction conclusion and summary.json
+    document    the document model rendered to HTML and Markdown
+    induction   the task's description and the induction chain, step by step
+    page        the sections of the page
+    margins     the reach-avoid margins figure (2-D problems)
+    build       build_report: writing RUN/report/ atomically
 
 Public names::
 
-    training_curves              objective, constraints, L and steps against iterations
-    double_integrator_portrait   state box with S, X_f, the grid and trajectories
-    regression_fit               f_θ against the target and the safe band
-    build_report                 RUN/report/: HTML, Markdown, summary.json, CSV, figures
+    build_report    RUN/report/: HTML, Markdown, summary.json, CSV, figures (-> ReportResult)
+    ReportResult
 """
 
-from .figures import double_integrator_portrait, regression_fit, save, training_curves
-from .report import ReportResult, RunReport, build_report
+from .build import ReportResult, build_report
 
-__all__ = ["ReportResult", "RunReport", "build_report", "double_integrator_portrait", "regression_fit", "save", "training_curves"]
+__all__ = ["ReportResult", "build_report"]

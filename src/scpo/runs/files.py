@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from .._io import append_jsonl, atomic_write_bytes_via, atomic_write_json, atomic_write_text
 from ..errors import CheckpointFormatError
-from ..evidence import _jsonable
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -32,6 +30,8 @@ __all__ = [
     "flatten_tensors",
     "append_jsonl",
     "read_jsonl",
+    "write_tensors",
+    "read_tensors",
 ]
 
 SCHEMA_VERSION = 1
@@ -39,61 +39,26 @@ CHECKPOINT_FORMAT = "scpo.checkpoint"
 
 
 def theta_sha256(theta: np.ndarray) -> str:
-    """SHA-256 of the flat parameter vector as contiguous little-endian float64 bytes."""
+    """SHA-256 of the flat parameter vector as contiguous little-endian float64 bytes.
+
+    Parameters
+    ----------
+    theta : ndarray, shape (d,)
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
     return hashlib.sha256(np.ascontiguousarray(theta, dtype="<f8").tobytes()).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes_via(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` to a temporary file, fsync, then rename onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer creates the file itself, so it gets the usual umask-derived permissions.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically (temporary file + rename)."""
-    atomic_write_bytes_via(path, lambda p: p.write_text(text))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` by strict JSON (non-finite floats written as strings) atomically."""
-    atomic_write_text(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and fsync, so a crash never leaves an acknowledged record unwritten."""
-    line = json.dumps(_jsonable(record), allow_nan=False, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int | None]:
     """Read complete JSON lines.
+
+    Parameters
+    ----------
+    path : Path
 
     Returns
     -------
@@ -120,7 +85,17 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def flatten_tensors(tensors: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """Concatenate ``tensors[name].ravel()`` in the order ``names`` as float64, shape (d,)."""
+    """Concatenate ``tensors[name].ravel()`` in the order ``names`` as float64.
+
+    Parameters
+    ----------
+    tensors : dict of name -> ndarray
+    names : sequence of str
+
+    Returns
+    -------
+    ndarray, shape (d,)
+    """
     return np.concatenate([np.asarray(tensors[n], dtype=np.float64).ravel() for n in names]) if names else np.zeros(0)
 
 
@@ -155,6 +130,10 @@ def write_checkpoint(
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a safetensors checkpoint without executing anything from the file.
+
+    Parameters
+    ----------
+    path : Path
 
     Returns
     -------
@@ -191,3 +170,38 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             f"checkpoint {str(path)!r}: expected metadata format {CHECKPOINT_FORMAT!r}, got {meta.get('format')!r}"
         )
     return tensors, dict(meta)
+
+
+def write_tensors(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+    """Write float arrays as a safetensors file atomically (projector state, bank).
+
+    Parameters
+    ----------
+    path : Path
+    arrays : dict of name -> ndarray
+    metadata : dict of str -> str, optional
+    """
+    data = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    atomic_write_bytes_via(Path(path), lambda p: save_file(data, str(p), metadata=metadata))
+
+
+def read_tensors(path: Path) -> dict[str, np.ndarray]:
+    """Read a safetensors file written by :func:`write_tensors` (never unpickles).
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    dict of name -> ndarray
+
+    Raises
+    ------
+    CheckpointFormatError
+        If the file is missing or not a readable safetensors file.
+    """
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointFormatError(f"{str(path)!r}: not a readable safetensors file ({exc})") from None

@@ -16,11 +16,19 @@ from .files import SCHEMA_VERSION, flatten_tensors, read_checkpoint, read_jsonl,
 
 __all__ = ["Run", "load_run", "RunPaths"]
 
-_CKPT = re.compile(r"^theta_(\d{6,})\.safetensors$")
-
 
 class RunPaths:
-    """Where each file of a run directory lives."""
+    """Where each file of a run directory lives: the only place that spells their names.
+
+    Parameters
+    ----------
+    root : str or Path
+        The run directory.
+    """
+
+    CHECKPOINT_PATTERN = re.compile(r"^theta_(\d{6,})\.safetensors$")
+    STATE_PATTERN = re.compile(r"^projector_(\d{6,})\.safetensors$")
+    REGION_PATTERN = re.compile(r"^region_iter_(\d{6,})\.json$")
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -30,14 +38,99 @@ class RunPaths:
         self.base_certificate = self.root / "base_certificate.json"
         self.checkpoints = self.root / "checkpoints"
         self.state = self.root / "state"
+        self.bank = self.state / "bank.safetensors"
         self.figures = self.root / "figures"
         self.certificates = self.root / "certificates"
+        self.final_certificate = self.certificates / "final.json"
+        self.report = self.root / "report"
+        self.lock = self.root / ".lock"
 
     def checkpoint(self, iteration: int) -> Path:
+        """``checkpoints/theta_NNNNNN.safetensors``.
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
         return self.checkpoints / f"theta_{iteration:06d}.safetensors"
 
     def state_file(self, iteration: int) -> Path:
+        """``state/projector_NNNNNN.safetensors`` (the resumable projector state after ``iteration``).
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
         return self.state / f"projector_{iteration:06d}.safetensors"
+
+    def state_files(self) -> dict[int, Path]:
+        """Saved projector states by iteration, oldest first."""
+        return self._numbered(self.state, self.STATE_PATTERN)
+
+    def region_certificate(self, iteration: int) -> Path:
+        """``certificates/region_iter_NNNNNN.json`` (the sound region certificate of ``θ_iteration``).
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
+        return self.certificates / f"region_iter_{iteration:06d}.json"
+
+    def region_certificates(self) -> dict[int, Path]:
+        """Saved region certificates by iteration."""
+        return self._numbered(self.certificates, self.REGION_PATTERN)
+
+    def lipschitz_certificate(self, iteration: int) -> Path:
+        """``certificates/lipschitz_iter_NNNNNN.json`` (the smoothness verdicts at ``θ_iteration``).
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
+        return self.certificates / f"lipschitz_iter_{iteration:06d}.json"
+
+    def region_figure(self, iteration: int) -> Path:
+        """``figures/region_iter_NNNNNN.png``.
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
+        return self.figures / f"region_iter_{iteration:06d}.png"
+
+    def checkpoint_files(self) -> dict[int, Path]:
+        """Saved checkpoints by iteration."""
+        return self._numbered(self.checkpoints, self.CHECKPOINT_PATTERN)
+
+    @staticmethod
+    def _numbered(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
+        out: dict[int, Path] = {}
+        if folder.is_dir():
+            for p in folder.iterdir():
+                m = pattern.match(p.name)
+                if m:
+                    out[int(m.group(1))] = p
+        return dict(sorted(out.items()))
 
 
 class Run:
@@ -101,13 +194,7 @@ class Run:
     @property
     def checkpoints(self) -> dict[int, Path]:
         """Saved checkpoints by iteration."""
-        out: dict[int, Path] = {}
-        if self.paths.checkpoints.is_dir():
-            for p in self.paths.checkpoints.iterdir():
-                m = _CKPT.match(p.name)
-                if m:
-                    out[int(m.group(1))] = p
-        return dict(sorted(out.items()))
+        return self.paths.checkpoint_files()
 
     @property
     def parameter_names(self) -> list[str]:
@@ -115,6 +202,10 @@ class Run:
 
     def theta(self, iteration: int | None = None) -> np.ndarray:
         """The flat parameters saved at ``iteration`` (default: the last checkpoint), shape (d,).
+
+        Parameters
+        ----------
+        iteration : int, optional
 
         Raises
         ------
@@ -134,17 +225,38 @@ class Run:
         return flatten_tensors(tensors, self.parameter_names)
 
     def theta_hash(self, iteration: int | None = None) -> str:
+        """SHA-256 of the parameters saved at ``iteration`` (see :func:`scpo.runs.files.theta_sha256`).
+
+        Parameters
+        ----------
+        iteration : int, optional
+            Default: the last checkpoint.
+
+        Returns
+        -------
+        str
+        """
         return theta_sha256(self.theta(iteration))
 
     @cached_property
     def task(self):
         """The task rebuilt from ``config.json`` (same seed, so the same ``θ₀`` architecture)."""
-        from ..tasks import make_task
+        from .tasks import task_from_config
 
-        return make_task(self.task_name, self.config.get("task_config"), seed=int(self.config["train"]["seed"]))
+        return task_from_config(self.config)
 
     def policy(self, iteration: int | None = None) -> nn.Module:
-        """The policy at a saved ``iteration`` as a ``torch.nn.Module`` (default: last checkpoint)."""
+        """The policy at a saved ``iteration`` as a ``torch.nn.Module``.
+
+        Parameters
+        ----------
+        iteration : int, optional
+            Default: the last checkpoint.
+
+        Returns
+        -------
+        nn.Module
+        """
         return self.task.policy_at(self.theta(iteration))
 
     def accepted_records(self) -> list[dict[str, Any]]:
@@ -152,5 +264,14 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Open the run directory ``path`` written by ``scpo train``."""
+    """Open the run directory ``path`` written by ``scpo train``.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    Run
+    """
     return Run(path)

@@ -1,32 +1,34 @@
-"""Built-in tasks (DESIGN §5).
+"""Tasks (DESIGN §5): what is learnt, under which constraints, produced as a closed-loop problem.
 
 Public names::
 
-    TASKS               task name -> task class
-    make_task           build a task from its name, a config mapping and a seed
-    Task                base class
-    DoubleIntegratorTask, DoubleIntegratorConfig
-    RegressionTask, RegressionConfig
+    Task                   the protocol every task implements (base class)
+    make_task, task_class  build a task from its registry name, a config mapping and a seed
+    task_names             the built-in task names
+    BUILTIN_TASKS          name -> "module:Class"
+
+The built-in tasks live in their own modules (:mod:`scpo.tasks.regression`,
+:mod:`scpo.tasks.double_integrator`, …) and are imported when first asked for.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..config import from_mapping
-from ..errors import ConfigError
 from .base import Task
-from .double_integrator import DoubleIntegratorConfig, DoubleIntegratorTask
-from .regression import RegressionConfig, RegressionTask, regression_reference
+from .registry import BUILTIN_TASKS, make_task, task_class, task_names
 
-__all__ = ["TASKS", "Task", "DoubleIntegratorConfig", "DoubleIntegratorTask", "RegressionConfig", "RegressionTask", "make_task", "regression_reference"]
+__all__ = ["BUILTIN_TASKS", "Task", "make_task", "task_class", "task_names"]
 
-TASKS: dict[str, type[Task]] = {RegressionTask.name: RegressionTask, DoubleIntegratorTask.name: DoubleIntegratorTask}
+_LAZY = {
+    "RegressionTask": "regression", "RegressionConfig": "regression", "regression_reference": "regression",
+    "DoubleIntegratorTask": "double_integrator", "DoubleIntegratorConfig": "double_integrator",
+}
 
 
-def make_task(name: str, config: dict[str, Any] | None = None, *, seed: int = 0) -> Task:
-    """Build the task ``name`` with task settings ``config`` (unknown keys are errors)."""
-    if name not in TASKS:
-        raise ConfigError(f"task: expected one of {', '.join(sorted(TASKS))}, got {name!r}")
-    cls = TASKS[name]
-    return cls(from_mapping(cls.config_class, config, where=f"task {name!r} config"), seed=seed)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

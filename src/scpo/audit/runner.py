@@ -1,0 +1,114 @@
+"""The audit of one run directory: reading, then the checks in order (see :mod:`scpo.audit`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._validate import check_int
+from .._version import __version__
+from ..errors import InvalidInputError, RunDirectoryError
+from .backup import check_backup
+from .base_case import check_base_case
+from .certificate_files import check_certificate_files
+from .chain import check_chain
+from .hashes import check_hashes
+from .iterations import parse_iterations
+from .reader import RunFiles, read_checkpoints, read_records, read_run_files
+from .reevaluate import check_recorded_constraints, reevaluate
+from .result import AuditResult, AuditTolerances, Findings
+
+__all__ = ["audit_run"]
+
+
+def _rebuild_task(files: RunFiles) -> Any:
+    """The task rebuilt from ``config.json``, whose architecture must be the one recorded."""
+    from ..runs import task_from_config
+
+    try:
+        task = task_from_config(files.config)
+    except InvalidInputError as exc:
+        raise RunDirectoryError(f"config.json: task_config does not build the task {files.task_name!r} ({exc})") from None
+    # The architecture rebuilt from task_config must be the one config.json describes, so that
+    # θ's layout (names, shapes, order) is the one the constraints are evaluated with.
+    built = [(n, tuple(s)) for n, s in task.structure.parameter_shapes.items()]
+    described = [(n, files.shapes[n]) for n in files.names]
+    if built != described:
+        raise RunDirectoryError(f"config.json: policy layout {described} differs from the architecture rebuilt from task_config {built}")
+    return task
+
+
+def audit_run(
+    run: str | Path,
+    *,
+    iterations: str | Sequence[int] | None = None,
+    tolerances: AuditTolerances | None = None,
+    chunk: int = 64,
+) -> AuditResult:
+    """Re-verify the certificate chain of the run directory ``run`` from its files alone.
+
+    Parameters
+    ----------
+    run : str or Path
+        A run directory written by ``scpo train`` (or by anyone: nothing in it is trusted).
+    iterations : str or sequence of int, optional
+        Checkpoints at which ``g`` (and, with a terminal set, reach-avoid) are re-evaluated;
+        see :func:`~scpo.audit.parse_iterations`. Default: every saved checkpoint.
+    tolerances : AuditTolerances, optional
+        Default :class:`AuditTolerances()`.
+    chunk : int
+        Checkpoints evaluated per batch of ``task.constraints``.
+
+    Returns
+    -------
+    AuditResult
+        ``verdict`` ``"verified"`` when every check passed, ``"failed"`` when any failed,
+        ``"bad input"`` on bad input; the checks are listed with their level, iteration and message.
+
+    Raises
+    ------
+    InvalidInputError
+        Only for a malformed ``iterations``, ``tolerances`` or ``chunk`` argument; problems of the
+        run directory are reported in the result (``input_errors``), never raised.
+    """
+    t0 = time.perf_counter()
+    tol = tolerances if tolerances is not None else AuditTolerances()
+    if not isinstance(tol, AuditTolerances):
+        raise InvalidInputError(f"tolerances: expected AuditTolerances, got {type(tol).__name__}")
+    chunk = check_int("chunk", chunk, minimum=1)
+    findings = Findings()
+    task_name: str | None = None
+    ckpts = None
+    audited: list[int] = []
+    try:
+        files = read_run_files(Path(run))
+        task_name = files.task_name
+        task = _rebuild_task(files)
+        files.records = read_records(files.paths.records, findings)
+        ckpts = read_checkpoints(files, findings)
+        selected = parse_iterations(iterations, sorted(ckpts.files))
+        check_chain(files, ckpts, findings)
+        check_hashes(files, ckpts, findings)
+        check_base_case(files, ckpts, findings)
+        check_backup(files, task, tol, findings)
+        check_recorded_constraints(files, findings)
+        audited = reevaluate(files, ckpts, task, selected, tol, chunk, findings)
+        check_certificate_files(files, findings)
+    except RunDirectoryError as exc:
+        findings.error(str(exc))
+    unread = ckpts.unread() if ckpts is not None else []
+    if unread:
+        findings.note(f"checkpoint(s) {unread[:10]} could not be read and were not audited")
+    return AuditResult(
+        run=str(run),
+        task=task_name,
+        checks=tuple(findings.checks),
+        input_errors=tuple(dict.fromkeys(findings.errors)),
+        audited_iterations=tuple(audited),
+        tolerances=tol,
+        notes=tuple(findings.notes),
+        scpo_version=__version__,
+        wall_time_s=time.perf_counter() - t0,
+    )

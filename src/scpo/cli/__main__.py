@@ -1,0 +1,5 @@
+"""``python -m scpo.cli`` runs the ``scpo`` command line."""
+
+from . import main
+
+main()

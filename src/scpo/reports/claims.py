@@ -1,0 +1,218 @@
+"""The claims a report states, their verdicts, the induction conclusion and ``summary.json``.
+
+Every claim keeps the level its source recorded; the conclusion "every iterate satisfies
+``g ≤ 0``" has the level of its weakest link (the base certificate and the records), never more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._version import __version__
+from ..evidence import Level, weakest
+from .collect import RunData
+from .document import LEVEL_MEANING
+
+__all__ = ["SUMMARY_SCHEMA_VERSION", "chain_claim", "claim_required", "induction", "step_claim", "summary", "verdict_rows"]
+
+SUMMARY_SCHEMA_VERSION = 1
+"""Schema of ``summary.json``."""
+
+_SOURCES_OF_THE_INDUCTION = ("base_certificate.json", "certificates.jsonl")
+
+
+def short_hash(h: Any) -> str:
+    """The first 12 hex digits of a hash and an ellipsis (``—`` for anything else).
+
+    Parameters
+    ----------
+    h : str or any
+    """
+    return f"{h[:12]}…" if isinstance(h, str) else "—"
+
+
+def claim_required(c: dict[str, Any]) -> bool:
+    """Whether a recorded claim is required (``details.required`` is not ``False``).
+
+    Parameters
+    ----------
+    c : dict
+        A claim as recorded (:meth:`scpo.evidence.Claim.to_dict`).
+    """
+    return (c.get("details") or {}).get("required") is not False
+
+
+def step_claim(data: RunData, st: dict[str, Any]) -> dict[str, Any]:
+    """The per-iteration step certificates summarised as one claim (level evaluated).
+
+    Parameters
+    ----------
+    data : RunData
+    st : dict
+        :func:`~scpo.reports.collect.run_stats` of the records.
+
+    Returns
+    -------
+    dict
+        A claim (``name, statement, level, holds, details``).
+    """
+    holds = st["violations"] == 0 and data.projection and data.bad_line is None
+    return {
+        "name": "steps",
+        "statement": (
+            "every accepted iterate θ_{t+1} has evaluated max_i g_i(θ_{t+1}) ≤ 0 on every grid row; every rejected "
+            "iteration keeps θ_{t+1} = θ_t"
+        ),
+        "level": "evaluated",
+        "holds": bool(holds),
+        "details": {"iterations": st["iterations"], "accepted": st["accepted"], "rejected": st["rejected"],
+                    "violations": st["violations"], "worst_accepted_max_constraint": st["worst_accepted_max_constraint"],
+                    "projection": data.projection},
+    }
+
+
+def chain_claim(data: RunData) -> dict[str, Any]:
+    """Parent links of the records, recomputed from ``certificates.jsonl`` (exact).
+
+    Parameters
+    ----------
+    data : RunData
+
+    Returns
+    -------
+    dict
+        A claim; ``details.breaks`` lists up to 20 breaks, ``details.last_theta_sha256`` the chain's end.
+    """
+    parent = data.base.get("theta_sha256")
+    breaks = []
+    for i, r in enumerate(data.records, start=1):
+        if r.get("iteration") != i:
+            breaks.append(f"iteration numbering: record {i} says {r.get('iteration')}")
+        if r.get("parent_sha256") != parent:
+            breaks.append(f"iteration {r.get('iteration')}: parent hash {short_hash(r.get('parent_sha256'))} ≠ {short_hash(parent)}")
+        if not r.get("accepted") and r.get("theta_sha256") != r.get("parent_sha256"):
+            breaks.append(f"iteration {r.get('iteration')}: rejected but θ changed")
+        parent = r.get("theta_sha256")
+    if data.bad_line is not None:
+        breaks.append(f"certificates.jsonl line {data.bad_line} is incomplete or not JSON")
+    return {
+        "name": "record_chain",
+        "statement": "the records form one chain from θ₀: iterations 1..T in order, each parent SHA-256 equal to the previous iterate's",
+        "level": "exact",
+        "holds": not breaks,
+        "details": {"breaks": breaks[:20], "last_theta_sha256": parent},
+    }
+
+
+def verdict_rows(data: RunData, st: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every claim of the report with its ``source`` file and ``iteration``, in page order.
+
+    Parameters
+    ----------
+    data : RunData
+    st : dict
+        :func:`~scpo.reports.collect.run_stats`.
+
+    Returns
+    -------
+    list of dict
+        The base certificate's claims, the record chain, the steps, ``final.json``'s claims, then
+        those of the other certificate files.
+    """
+    rows: list[dict[str, Any]] = [{**c, "source": "base_certificate.json", "iteration": 0} for c in data.claims_of("base")]
+    rows.append({**chain_claim(data), "source": "certificates.jsonl", "iteration": None})
+    rows.append({**step_claim(data, st), "source": "certificates.jsonl", "iteration": None})
+    if data.final:
+        rows += [{**c, "source": "certificates/final.json", "iteration": data.final.get("iteration")} for c in data.claims_of("final")]
+    for name, cert in data.other_certs:
+        rows += [{**c, "source": f"certificates/{name}", "iteration": cert.get("iteration")} for c in cert["claims"] if isinstance(c, dict)]
+    return rows
+
+
+def induction(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The conclusion "every iterate satisfies g ≤ 0 on the grid" at the level of its weakest link.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`verdict_rows`; the links are those from the base certificate and the records.
+
+    Returns
+    -------
+    dict
+        ``statement, level, holds, links``.
+    """
+    used = [r for r in rows if r["source"] in _SOURCES_OF_THE_INDUCTION]
+    levels = [Level(r["level"]) for r in used if r.get("level") in LEVEL_MEANING]
+    lv = weakest(levels) if levels else Level.ESTIMATED
+    return {
+        "statement": "every recorded iterate θ_0, …, θ_T satisfies g(θ_t) ≤ 0 on the safety grid",
+        "level": lv.value,
+        "holds": bool(used) and all(bool(r.get("holds")) for r in used),
+        "links": [{"name": r["name"], "level": r["level"], "holds": bool(r.get("holds"))} for r in used],
+    }
+
+
+def _audit_summary(audit: Any) -> dict[str, Any]:
+    return {"verdict": audit.verdict, "ok": audit.ok, "counts": audit.counts(),
+            "failures": [c.to_dict() for c in audit.failures][:50], "input_errors": list(audit.input_errors),
+            "audited_iterations": list(audit.audited_iterations)}
+
+
+def summary(data: RunData, st: dict[str, Any], rows: list[dict[str, Any]], quality: dict[str, Any], figures: list[str]) -> dict[str, Any]:
+    """The content of ``summary.json``.
+
+    Parameters
+    ----------
+    data : RunData
+    st : dict
+        :func:`~scpo.reports.collect.run_stats`.
+    rows : list of dict
+        :func:`verdict_rows`.
+    quality : dict
+        The task's quality figures at the last iterate (:meth:`Task.quality`).
+    figures : list of str
+        File names of the figures.
+
+    Returns
+    -------
+    dict
+        ``schema_version, kind, scpo_version, run_scpo_version, run, task, status, iterations,
+        accepted, rejected, violations, objective_initial, objective_final, quality,
+        worst_accepted_max_constraint, rejection_reasons, solver_statuses, timing, certificates,
+        induction, figures`` (and ``improvement_fraction`` / ``imitation_loss`` when the quality
+        figures have them, ``audit`` with the audit's verdict when one was run).
+    """
+    out: dict[str, Any] = {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "kind": "scpo.report.summary",
+        "scpo_version": __version__,
+        "run_scpo_version": data.config.get("scpo_version"),
+        "run": str(data.root),
+        "task": data.config.get("task"),
+        "status": data.run.status.get("status"),
+        "iterations": st["iterations"],
+        "accepted": st["accepted"],
+        "rejected": st["rejected"],
+        "violations": st["violations"],
+        "objective_initial": st["objective_initial"],
+        "objective_final": st["objective_final"],
+        "quality": quality,
+        "worst_accepted_max_constraint": st["worst_accepted_max_constraint"],
+        "rejection_reasons": st["rejection_reasons"],
+        "solver_statuses": st["solver_statuses"],
+        "timing": {k: st[k] for k in ("time_total_s", "solve_time_total_s", "evaluation_time_total_s", "solve_time_median_s", "wall_time_median_s")},
+        "certificates": [
+            {"name": r["name"], "level": r.get("level"), "holds": bool(r.get("holds")), "required": claim_required(r),
+             "source": r["source"], "iteration": r.get("iteration")}
+            for r in rows
+        ],
+        "induction": induction(rows),
+        "figures": figures,
+    }
+    for key in ("improvement_fraction", "imitation_loss"):  # headline quality figures, where the task has them
+        if key in quality:
+            out[key] = quality[key]
+    if data.audit is not None:
+        out["audit"] = _audit_summary(data.audit)
+    return out

@@ -1,0 +1,94 @@
+"""The reachability report of a closed-loop problem: the same numbers as before the redesign, its
+structure, and bad input."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scpo.errors import InvalidInputError, ShapeError
+from scpo.reachability import ReachReport, linear_reach, report_data, residual_policy_map
+from scpo.reachability.claims import FAMILY_NAMES
+from scpo.systems import ClosedLoopProblem
+from scpo.tasks.double_integrator import DoubleIntegratorConfig, DoubleIntegratorTask
+
+REFERENCE = Path(__file__).parent / "data" / "report_T3_N2_before_redesign.json"
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.set_num_threads(1)
+    task = DoubleIntegratorTask(DoubleIntegratorConfig(horizon=3, grid=15, n_samples=16, hidden=(4,)))
+    theta = np.random.default_rng(7).normal(scale=0.3, size=task.dim)
+    report = linear_reach(
+        task.problem, 2, grid_states=task.grid_states, in_S=task.in_safety_region, learned=residual_policy_map(task.policy, theta),
+        name=task.name, directions=12, samples=5, grid=20,
+    )
+    return task, report
+
+
+def _strip(x):
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items() if k not in ("seconds", "scpo_version")}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+def _assert_same(ref, new, path="report"):
+    assert type(ref) is type(new) or (isinstance(ref, (int, float)) and isinstance(new, (int, float))), path
+    if isinstance(ref, dict):
+        assert list(ref) == list(new), f"{path}: keys {set(ref) ^ set(new)}"
+        for k in ref:
+            _assert_same(ref[k], new[k], f"{path}/{k}")
+    elif isinstance(ref, list):
+        assert len(ref) == len(new), path
+        for i, (a, b) in enumerate(zip(ref, new)):
+            _assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(ref, float):
+        assert new == pytest.approx(ref, rel=1e-9, abs=1e-12) or (math.isnan(ref) and math.isnan(new)), path
+    else:
+        assert new == ref, path
+
+
+def test_the_report_has_the_numbers_and_keys_of_before_the_redesign(small):
+    # Reference: the JSON written by the pre-redesign linear_task_reach(task, ...) for the same task,
+    # horizon, targets, samples, grid and θ (see the file's "source"); only timings are left out.
+    _, report = small
+    ref = json.loads(REFERENCE.read_text(encoding="utf-8"))["report"]
+    _assert_same(ref, _strip(json.loads(json.dumps(report.data, default=str))))
+
+
+def test_the_report_is_a_result_type_with_the_stored_sets(small):
+    task, report = small
+    assert isinstance(report, ReachReport) and report.ok and report.horizon == 2 and report.task_horizon == 3
+    assert report.name == "double-integrator" and report.problem is task.problem
+    assert set(report.families) == set(FAMILY_NAMES) and all(f.horizon == 3 for f in report.families.values())
+    np.testing.assert_array_equal(report.safety_states, task.grid_states[task.in_safety_region])
+    assert report.learned is not None and report.learned.states.shape == (400, 2)
+    names = [c.name for c in report.claims]
+    assert names[:3] == ["inner_target_inside_Xf", "inner_target_invariant", "outer_target_contains_Xf"]
+    assert names[-3:] == ["safety_region_inside_outer_set", "inner_set_grid_states_in_safety_region", "learned_set_inside_controllable_set"]
+    assert report_data(report) == report.data and report.data["all_claims_hold"]
+    assert {"targets", "mpi", "control_invariant", "exact_claims", "independent_check", "learned", "total"} <= set(report.seconds)
+
+
+def test_bad_input_is_refused_before_any_set_is_computed(small):
+    task, _ = small
+    p, G, S = task.problem, task.grid_states, task.in_safety_region
+    no_terminal = ClosedLoopProblem(system=p.system, K=p.K, horizon=3, name="no X_f")
+    with pytest.raises(InvalidInputError, match="terminal set"):
+        linear_reach(no_terminal, 2, grid_states=G, in_S=S)
+    with pytest.raises(InvalidInputError, match="problem: expected a scpo.systems.ClosedLoopProblem"):
+        linear_reach(task, 2, grid_states=G, in_S=S)
+    with pytest.raises(ShapeError, match="in_S: expected shape"):
+        linear_reach(p, 2, grid_states=G, in_S=S[:-1])
+    with pytest.raises(InvalidInputError, match="in_S: expected a boolean mask"):
+        linear_reach(p, 2, grid_states=G, in_S=S.astype(int))
+    with pytest.raises(ShapeError, match="grid_states: expected shape"):
+        linear_reach(p, 2, grid_states=G[:, :1], in_S=S)
+    with pytest.raises(InvalidInputError, match="horizon: expected an integer >= 1"):
+        linear_reach(p, 0, grid_states=G, in_S=S)
