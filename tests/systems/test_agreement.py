@@ -18,6 +18,7 @@ from scpo.tasks import make_task
 
 TASKS = {
     "double-integrator": {"grid": 8, "n_samples": 16, "hidden": [6, 5], "horizon": 9},
+    "chain-integrator": {"grid": 5, "n_samples": 16, "hidden": [6], "horizon": 7},
 }
 
 

@@ -19,6 +19,7 @@ __all__ = ["BUILTIN_TASKS", "task_names", "task_class", "make_task"]
 BUILTIN_TASKS: dict[str, str] = {
     "regression": "scpo.tasks.regression:RegressionTask",
     "double-integrator": "scpo.tasks.double_integrator:DoubleIntegratorTask",
+    "chain-integrator": "scpo.tasks.chain_integrator:ChainIntegratorTask",
 }
 
 
