@@ -3,6 +3,7 @@
     python benchmarks/bench_methods.py [--quick] [--seeds 0 1 2 3 4] [--out bench-out]
         [--tasks regression double-integrator] [--methods scpo plain-bank ...]
         [--budget-regression 3000] [--budget-double-integrator 450]
+        [--workers N | --ray-address ADDRESS]
 
 Methods (every one starts from the task's θ₀, the zero-final-layer residual, i.e. the backup):
 
@@ -25,6 +26,12 @@ constraint evaluations and wall time needed to reach 90 % of the run's own final
 ``f₀ − f_final`` (left empty when that improvement is below 1 % of ``f₀``).
 Wall times exclude the fine-grid checks.
 
+Every (task, method, seed) is an independent unit (:func:`run_unit`). With ``--workers N`` (a
+local Ray instance with N CPUs) or ``--ray-address`` (a cluster) the units run as Ray tasks
+through :func:`scpo.distributed.map_tasks` (needs ``pip install -e ".[ray]"``); the rows are
+merged in the in-process order and every number except the wall times is the in-process run's
+(units running side by side share the cores, so their wall times are not one core's).
+
 Writes ``methods_runs.csv`` (one row per task, method and seed), ``methods_summary.csv``
 (median and [min, max] over seeds) and ``methods.png`` (objective and max g on the training
 grid against constraint evaluations), and prints the summary table.
@@ -45,11 +52,12 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("scpo", "plain-bank", "unconstrained", "penalty", "penalty-autograd", "lbsgd")
+METHODS = ("scpo", "scpo-sound", "plain-bank", "unconstrained", "penalty", "penalty-autograd", "lbsgd")
 TASKS = ("regression", "double-integrator")
 
 PROJECTOR_VARIANTS = {
     "scpo": {},
+    "scpo-sound": {},
     "plain-bank": {"block_probes": 0, "probe_radius": None},
     "unconstrained": {"projection": False},
 }
@@ -121,12 +129,15 @@ def build_method(name: str, task_name: str, seed: int, *, task_overrides=None, p
     from scpo.tasks import make_task
     from scpo.training import build_projector, resolve_config
 
+    from scpo.training import setup_task
+
     proj = {**PROJECTOR_VARIANTS.get(name, {}), **(projector_overrides or {})}
+    certify = "sound" if name == "scpo-sound" else "grid"
     cfg = resolve_config(task_name, task_overrides=task_overrides or {}, projector_overrides=proj,
-                         train_overrides={"seed": seed})
-    task = make_task(task_name, cfg.task_config, seed=seed)
+                         train_overrides={"seed": seed, "certify": certify})
+    cfg, task, gate = setup_task(cfg)
     if name in PROJECTOR_VARIANTS:
-        return task, cfg, build_projector(task, cfg.projector, task.theta0)
+        return task, cfg, build_projector(task, cfg.projector, task.theta0, gate=gate)
     common = dict(theta0=task.theta0, objective=task.objective, objective_and_grad=task.objective_and_grad,
                   constraints=task.constraints)
     if name in ("penalty", "penalty-autograd"):
@@ -181,6 +192,7 @@ def fine_checker(task_name: str, task_config: dict[str, Any], *, config: dict[st
     from scpo.tasks import make_task
 
     cfg = config if config is not None else fine_task_config(task_name, task_config)
+    cfg = {k: (0.0 if k == "row_margin" else False if k == "rows_in_region" else v) if v is None else v for k, v in cfg.items()}
     key = (task_name, tuple(sorted((k, str(v)) for k, v in cfg.items())))
     if key not in _FINE_TASKS:
         _FINE_TASKS[key] = make_task(task_name, cfg, seed=0)
@@ -202,6 +214,8 @@ def run_method(task_name: str, method: str, seed: int, budget: int, *, max_itera
     first_violation = None
     wall = eval_s = grad_s = proj_s = 0.0
     prediction_failures = 0
+    rows_added = gate_rejections = 0
+    gate_s = 0.0
     best_feasible = f0 if not _violates(float(np.max(m.g))) else math.inf
     reasons: dict[str, int] = {}
     while m.evaluations < budget and it < max_iterations:
@@ -213,6 +227,9 @@ def run_method(task_name: str, method: str, seed: int, budget: int, *, max_itera
         grad_s += rec.gradient_time_s
         proj_s += rec.solve_time_s + rec.setup_time_s
         prediction_failures += getattr(rec, "prediction_failures", 0)
+        rows_added += getattr(rec, "rows_added", 0)
+        gate_rejections += getattr(rec, "gate_rejections", 0)
+        gate_s += getattr(rec, "gate_time_s", 0.0)
         reasons[rec.reason] = reasons.get(rec.reason, 0) + 1
         if rec.accepted:
             accepted += 1
@@ -295,6 +312,10 @@ def run_method(task_name: str, method: str, seed: int, budget: int, *, max_itera
         "gradient_s": grad_s,
         "projection_s": proj_s,
         "prediction_failures": prediction_failures,
+        "rows_added": rows_added,
+        "gate_rejections": gate_rejections,
+        "gate_s": gate_s,
+        "ms_per_iteration": 1e3 * wall / max(it, 1),
         "stop_reason": getattr(m, "stopped", None) or ("budget" if m.evaluations >= budget else "max_iterations"),
         "step_reasons": ";".join(f"{k}:{v}" for k, v in sorted(reasons.items())),
         "L_max_final": float(np.max(m.L)) if hasattr(m, "L") and getattr(m, "L") is not None and np.ndim(m.L) else None,
@@ -333,7 +354,7 @@ def summarise(rows: list[dict[str, Any]], keys=("task", "method")) -> list[dict[
         s = dict(zip(keys, key))
         s["seeds"] = len(rs)
         for col in ("objective_final", "quality", "best_feasible_objective", "evaluations_to_90pct", "wall_s_to_90pct", "wall_s",
-                    "iterations", "evaluations"):
+                    "iterations", "evaluations", "ms_per_iteration", "rows_added", "gate_rejections"):
             med, lo, hi = spread([r[col] for r in rs])
             s[f"{col}_median"], s[f"{col}_min"], s[f"{col}_max"] = med, lo, hi
         s["violating_iterates_train_total"] = sum(r["violating_iterates_train"] for r in rs)
@@ -355,7 +376,8 @@ def fmt(med: float, lo: float, hi: float, spec: str = ".4f") -> str:
 
 
 def print_summary(summary: list[dict[str, Any]]) -> None:
-    head = f"{'task':>17} {'method':>16} {'final objective':>28} {'quality':>24} {'viol. train':>11} {'viol. fine':>10} {'evals→90%':>22} {'wall→90%':>20} {'iters':>16}"
+    head = (f"{'task':>17} {'method':>16} {'final objective':>28} {'quality':>24} {'viol. train':>11} {'viol. fine':>10} "
+            f"{'evals→90%':>22} {'wall→90%':>20} {'iters':>16} {'ms/it':>16} {'rows added':>14}")
     print(head)
     for s in summary:
         fine = "-" if s["violating_iterates_fine_total"] is None else f"{s['violating_iterates_fine_total']} ({s['runs_violating_fine']})"
@@ -366,14 +388,16 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
             f"{str(s['violating_iterates_train_total']) + ' (' + str(s['runs_violating_train']) + ')':>11} {fine:>10} "
             f"{fmt(s['evaluations_to_90pct_median'], s['evaluations_to_90pct_min'], s['evaluations_to_90pct_max'], '.0f'):>22} "
             f"{fmt(s['wall_s_to_90pct_median'], s['wall_s_to_90pct_min'], s['wall_s_to_90pct_max'], '.1f'):>20} "
-            f"{fmt(s['iterations_median'], s['iterations_min'], s['iterations_max'], '.0f'):>16}",
+            f"{fmt(s['iterations_median'], s['iterations_min'], s['iterations_max'], '.0f'):>16} "
+            f"{fmt(s['ms_per_iteration_median'], s['ms_per_iteration_min'], s['ms_per_iteration_max'], '.0f'):>16} "
+            f"{fmt(s['rows_added_median'], s['rows_added_min'], s['rows_added_max'], '.0f'):>14}",
             flush=True,
         )
     print("viol. train / fine: accepted iterates with max g > 0 summed over seeds (runs with any); "
           "→90%: to 90 % of the run's own final improvement, median [min, max] over runs that got there")
 
 
-COLORS = {"scpo": "tab:blue", "plain-bank": "tab:orange", "unconstrained": "tab:red", "penalty": "tab:purple",
+COLORS = {"scpo": "tab:blue", "scpo-sound": "navy", "plain-bank": "tab:orange", "unconstrained": "tab:red", "penalty": "tab:purple",
           "penalty-autograd": "tab:pink", "lbsgd": "tab:green"}
 
 
@@ -409,11 +433,35 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def setup(out: Path) -> None:
+    quiet()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def quiet() -> None:
+    """One torch thread and no warnings: the settings every unit runs with (in this process or a Ray worker)."""
     import torch
 
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_unit(unit: tuple[str, str, int, int, bool]) -> dict[str, Any]:
+    """One (task, method, seed, budget, fine-grid check) unit: the row of :func:`run_method` (a Ray task's function)."""
+    task_name, method, seed, budget, fine = unit
+    from scpo.training import resolve_config
+
+    quiet()
+    base = resolve_config(task_name).task_config
+    extra = {"rows_in_region": True} if method == "scpo-sound" and "rows_in_region" in base else {}
+    # the sound method certifies the declared region C: its finer grid is the finer grid of S inside C
+    checker = fine_checker(task_name, {**base, **extra}) if fine else None
+    return run_method(task_name, method, seed, budget, max_iterations=MAX_ITERATIONS[task_name], checker=checker)
+
+
+def print_unit(_index: int, r: dict[str, Any]) -> None:
+    print(f"{r['task']:>17} {r['method']:>16} seed {r['seed']}: f {r['objective_final']:.4f}  viol. train {r['violating_iterates_train']}"
+          f"  fine {r['violating_iterates_fine']}  iters {r['iterations']}  evals {r['evaluations']}  {r['wall_s']:.1f}s"
+          f"  ({r['stop_reason']})", flush=True)
 
 
 def main(argv=None) -> int:
@@ -426,6 +474,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-double-integrator", type=int, default=None)
     ap.add_argument("--no-fine", action="store_true", help="skip the 4× finer grid check")
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    ap.add_argument("--workers", type=int, default=None, help="run the units as Ray tasks on a local instance with N CPUs")
+    ap.add_argument("--ray-address", default=None, help="run the units as Ray tasks on this Ray cluster")
     args = ap.parse_args(argv)
     setup(args.out)
     seeds = args.seeds if args.seeds else ([0] if args.quick else [0, 1, 2, 3, 4])
@@ -434,20 +484,11 @@ def main(argv=None) -> int:
         budgets["regression"] = args.budget_regression
     if args.budget_double_integrator:
         budgets["double-integrator"] = args.budget_double_integrator
-    rows = []
-    for task_name in args.tasks:
-        for method in args.methods:
-            for seed in seeds:
-                from scpo.training import resolve_config
+    from scpo.distributed import map_tasks
 
-                checker = None
-                if not args.no_fine:
-                    checker = fine_checker(task_name, resolve_config(task_name).task_config)
-                r = run_method(task_name, method, seed, budgets[task_name], max_iterations=MAX_ITERATIONS[task_name], checker=checker)
-                rows.append(r)
-                print(f"{task_name:>17} {method:>16} seed {seed}: f {r['objective_final']:.4f}  viol. train {r['violating_iterates_train']}"
-                      f"  fine {r['violating_iterates_fine']}  iters {r['iterations']}  evals {r['evaluations']}  {r['wall_s']:.1f}s"
-                      f"  ({r['stop_reason']})", flush=True)
+    units = [(task_name, method, seed, budgets[task_name], not args.no_fine)
+             for task_name in args.tasks for method in args.methods for seed in seeds]
+    rows = map_tasks(run_unit, units, workers=args.workers, ray_address=args.ray_address, on_result=print_unit)
     summary = summarise(rows)
     print()
     print_summary(summary)

@@ -2,7 +2,8 @@
 
 The references in ``benchmarks/reference/`` were recorded before the redesign of issue 11 (commit
 dc63379): ``scpo demo`` (double integrator, 100 SCPO iterations, seed 0, grid acceptance) and
-``scpo train regression --iterations 200 --seed 0``. A refactor that keeps these sequences
+``scpo train regression --iterations 200 --seed 0``. Both are re-run with ``--certify grid`` (the
+acceptance of those runs; the sound gate, the default since issue 12, trains differently). A refactor that keeps these sequences
 bit-identical has not changed what training computes.
 
     python benchmarks/check_theta_sequence.py [--only demo|regression] [--keep DIR] [--threads 2]
@@ -30,8 +31,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RUNS = {
-    "regression": (["train", "regression", "--iterations", "200", "--seed", "0", "--quiet"], "theta_sha256_regression_200.txt"),
-    "demo": (["demo"], "theta_sha256_demo_grid.txt"),
+    "regression": (["train", "regression", "--iterations", "200", "--seed", "0", "--quiet", "--certify", "grid"],
+                   "theta_sha256_regression_200.txt"),
+    "demo": (["demo", "--certify", "grid"], "theta_sha256_demo_grid.txt"),
 }
 
 

@@ -32,7 +32,7 @@ def test_run_directory_contract(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["task"] == "regression" and cfg["task_config"]["hidden"] == [8] and cfg["projector"]["lr"] == 0.05
     base = json.loads((out / "base_certificate.json").read_text())
-    assert base["holds"] and {c["name"]: c["level"] for c in base["claims"]} == {"base_case": "exact", "backup_feasible": "evaluated"}
+    assert base["holds"] and {c["name"]: c["level"] for c in base["claims"]} == {"base_case": "exact", "backup_feasible": "evaluated", "region_reach_avoid": "sound"}  # regression trains sound by default (--certify auto)
     parent = base["theta_sha256"]
     for rec in run.records:
         assert REQUIRED <= set(rec)

@@ -1,7 +1,10 @@
 """``scpo certify`` in-process: the region certificate and figure written into the run, exit codes 0 / 1 / 2.
 
+The default cover is the task's declared region C (sound certificate over leaves clipped to C);
+``--cover grid-cells`` is the legacy cover of cells around the grid states of S.
+
 References: the run's own checkpoint hash (scpo.runs.theta_sha256), RunPaths for the file names,
-the library result for the same θ (scpo.certify.certify_region).
+the library result for the same θ (scpo.certify.certify_region), exact volumes of C.
 """
 
 from __future__ import annotations
@@ -29,8 +32,42 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("certify") / "run"
-    train(resolve_config("double-integrator", task_overrides=SMALL, train_overrides={"iterations": 1, "seed": 0}), out)
+    train(resolve_config("double-integrator", task_overrides=SMALL, train_overrides={"iterations": 1, "seed": 0, "certify": "grid"}), out)
     return out
+
+
+def _write_strong(run, it=50, seed=0, scale=0.3):
+    st = run.task.structure
+    theta = strong_theta(run.task, seed, scale)
+    tensors = {name: W for name, W in zip(st.parameter_names, [a for layer in st.unflatten_numpy(theta) for a in layer])}
+    write_checkpoint(run.paths.checkpoint(it), tensors, run.parameter_names, iteration=it, task=run.task_name)
+
+
+def test_region_cover_certifies_the_backup_on_all_of_C_and_refuses_a_strong_residual(small_run):
+    from fractions import Fraction
+
+    res = invoke(small_run, "--iteration", 0)
+    assert res.exit_code == 0, res.output
+    run = load_run(small_run)
+    data = json.loads(run.paths.region_certificate(0).read_text())
+    assert data["kind"] == "scpo.sound_region_certificate" and data["holds"] and data["certified_fraction"] == 1.0
+    assert Fraction(data["certified_volume_exact"]) == Fraction(data["region"]["volume_exact"])  # exact, all of C
+    assert data["theta_sha256"] == run.theta_hash(0)
+    assert run.paths.region_figure(0).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "holds" in res.stdout
+    _write_strong(run)
+    res = invoke(small_run, "--iteration", 50, "--max-depth", 4)
+    assert res.exit_code == 1 and "FAILS" in res.stdout, res.output
+    data = json.loads(run.paths.region_certificate(50).read_text())
+    assert not data["holds"] and data["failed"] and any(f["verdict"] == "violated" for f in data["failed"])
+    assert "violated" in res.stdout
+
+
+def test_region_cover_of_the_static_problem(tmp_path):
+    out = tmp_path / "reg"
+    train(resolve_config("regression", task_overrides={"hidden": [4], "n_train": 10, "n_grid": 10},
+                         train_overrides={"iterations": 0, "certify": "grid"}), out)
+    res = invoke(out)
+    assert res.exit_code == 0 and "the whole input interval" in res.stdout, res.output
 
 
 def strong_theta(task, seed=0, scale=0.3):
@@ -42,10 +79,10 @@ def strong_theta(task, seed=0, scale=0.3):
 
 
 def test_certify_writes_the_certificate_and_the_figure(small_run):
-    res = invoke(small_run, "--min-width", 0.05)
+    res = invoke(small_run, "--cover", "grid-cells", "--min-width", 0.05)
     run = load_run(small_run)
     it = max(run.checkpoints)
-    path = run.paths.region_certificate(it)
+    path = run.paths.gridcells_certificate(it)
     data = json.loads(path.read_text())
     assert data["kind"] == "scpo.region_certificate" and data["level"] == "sound" and data["iteration"] == it
     assert data["theta_sha256"] == run.theta_hash(it) and data["task"] == "double-integrator"
@@ -53,29 +90,33 @@ def test_certify_writes_the_certificate_and_the_figure(small_run):
     assert res.exit_code == (0 if data["claims"][0]["holds"] else 1), res.output
     assert data["summary"]["failed_boxes"] == len(data["failed_boxes"])
     assert data["summary"]["margin"]["relative"] == 1e-9 and data["min_width"] == 0.05
-    assert run.paths.region_figure(it).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run.paths.figures / f"gridcells_iter_{it:06d}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "certified" in res.stdout and str(path) in res.stdout
     assert "round  1:" in res.stderr  # progress lines on stderr
-    # readers of the run (report, audit) find it by iteration; a corrupt file is skipped, not half-read
-    (run.paths.certificates / "region_iter_000777.json").write_text("{not json")
-    found = {i: rec for i, p in run.paths.region_certificates().items() if (rec := load_region_record(p)) is not None}
-    assert found[it]["theta_sha256"] == data["theta_sha256"] and 777 not in found
-    quiet = invoke(small_run, "--min-width", 0.05, "--quiet")
+    # a corrupt file is skipped, not half-read
+    (run.paths.certificates / "gridcells_iter_000777.json").write_text("{not json")
+    assert load_region_record(run.paths.certificates / "gridcells_iter_000777.json") is None
+    assert load_region_record(path)["theta_sha256"] == data["theta_sha256"]
+    quiet = invoke(small_run, "--cover", "grid-cells", "--min-width", 0.05, "--quiet")
     assert quiet.exit_code == res.exit_code and "round" not in quiet.stderr
 
 
 def test_certify_bad_input_exits_2(small_run, tmp_path):
-    for args, word in (((small_run, "--min-width", 0.0), "--min-width"), ((small_run, "--iteration", 999, "--min-width", 0.05), "iteration"),
-                       ((small_run, "--horizon", 0), "--horizon"), ((tmp_path / "missing",), "error:")):
+    gc = ("--cover", "grid-cells")
+    for args, word in (((small_run, *gc, "--min-width", 0.0), "--min-width"), ((small_run, "--iteration", 999), "iteration"),
+                       ((small_run, *gc, "--horizon", 0), "--horizon"), ((small_run, "--horizon", 5), "--horizon"),
+                       ((small_run, "--cover", "cells"), "--cover"), ((small_run, "--max-depth", -1), "--max-depth"),
+                       ((tmp_path / "missing",), "error:")):
         res = invoke(*args)
         assert res.exit_code == 2, res.output
         assert word in res.stderr and "Traceback" not in res.output
 
 
-def test_certify_refuses_a_static_problem(tmp_path):
+def test_grid_cell_cover_refuses_a_static_problem(tmp_path):
     out = tmp_path / "reg"
-    train(resolve_config("regression", task_overrides={"hidden": [4], "n_train": 10, "n_grid": 10}, train_overrides={"iterations": 0}), out)
-    res = invoke(out)
+    train(resolve_config("regression", task_overrides={"hidden": [4], "n_train": 10, "n_grid": 10},
+                         train_overrides={"iterations": 0, "certify": "grid"}), out)
+    res = invoke(out, "--cover", "grid-cells")
     assert res.exit_code == 2 and "static" in res.stderr, res.output
 
 
@@ -89,17 +130,14 @@ def test_certify_exit_0_when_every_box_is_certified_and_1_when_one_fails(small_r
         return lo[near], hi[near], info
 
     monkeypatch.setattr(scpo.certify, "safety_region_cover", near_origin)
-    res = invoke(small_run, "--iteration", 0, "--min-width", 0.05, "--quiet")
+    res = invoke(small_run, "--cover", "grid-cells", "--iteration", 0, "--min-width", 0.05, "--quiet")
     assert res.exit_code == 0, res.output
     monkeypatch.undo()
     # exit 1: a residual that violates constraints, through the full cover
     run = load_run(small_run)
-    st = run.task.structure
-    theta = strong_theta(run.task)
-    tensors = {name: W for name, W in zip(st.parameter_names, [a for layer in st.unflatten_numpy(theta) for a in layer])}
-    write_checkpoint(run.paths.checkpoint(50), tensors, run.parameter_names, iteration=50, task=run.task_name)
-    res = invoke(small_run, "--iteration", 50, "--min-width", 0.05, "--quiet")
+    _write_strong(run)
+    res = invoke(small_run, "--cover", "grid-cells", "--iteration", 50, "--min-width", 0.05, "--quiet")
     assert res.exit_code == 1, res.output
-    data = json.loads(run.paths.region_certificate(50).read_text())
+    data = json.loads(run.paths.gridcells_certificate(50).read_text())
     assert not data["claims"][0]["holds"] and data["failed_boxes"]
     assert data["summary"]["failed_violated"] > 0 and "violated at x0" in res.stdout

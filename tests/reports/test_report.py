@@ -37,7 +37,7 @@ REQUIRED_SUMMARY = {"task", "iterations", "accepted", "rejected", "violations", 
 def reg_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "reg"
     cfg = resolve_config("regression", task_overrides=REG, projector_overrides={"lr": 0.05},
-                         train_overrides={"iterations": 6, "log_every": 1})
+                         train_overrides={"iterations": 6, "log_every": 1, "certify": "grid"})
     train(cfg, out)
     return out, build_report(out)
 
@@ -45,9 +45,31 @@ def reg_report(tmp_path_factory):
 @pytest.fixture(scope="module")
 def di_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "di"
-    cfg = resolve_config("double-integrator", task_overrides=DI, train_overrides={"iterations": 4})
+    cfg = resolve_config("double-integrator", task_overrides=DI, train_overrides={"iterations": 4, "certify": "grid"})
     train(cfg, out)
     return out, build_report(out)
+
+
+@pytest.fixture(scope="module")
+def sound_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "sound"
+    cfg = resolve_config("regression", task_overrides=REG, projector_overrides={"lr": 0.05},
+                         train_overrides={"iterations": 6, "certify": "sound"})
+    train(cfg, out)
+    return out, build_report(out)
+
+
+def test_sound_run_states_the_induction_over_C_at_level_sound(sound_report):
+    run_dir, res = sound_report
+    s = json.loads((run_dir / "report" / "summary.json").read_text())
+    ind = s["induction"]
+    assert s["certify"] == "sound" and res.ok
+    assert ind["level"] == "sound" and ind["holds"] and ind["weaker_links"] == []
+    assert ind["statement"].startswith("for every x_0 ∈ C, every rollout of every iterate")
+    links = {link["name"]: link["level"] for link in ind["links"]}
+    assert links["region_chain"] == "sound" and links["base_case"] == "exact" and "steps" not in links
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "C is the whole input interval [-3, 3]" in md and "not relied on" in md
 
 
 def test_regression_report_files_and_summary(reg_report):

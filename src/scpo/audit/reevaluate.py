@@ -127,6 +127,18 @@ def _recorded(files: RunFiles) -> tuple[dict[int, float], dict[int, float]]:
     return recorded_g, recorded_f
 
 
+def _blocks(its: list[int], added_at: list[int], chunk: int) -> list[list[int]]:
+    """Consecutive iterations with the same rows of ``g`` (no state added between them), ``chunk`` at most."""
+    out: list[list[int]] = []
+    for it in its:
+        count = sum(1 for a in added_at if a <= it)
+        if out and len(out[-1]) < chunk and sum(1 for a in added_at if a <= out[-1][0]) == count:
+            out[-1].append(it)
+        else:
+            out.append([it])
+    return out
+
+
 def reevaluate(
     files: RunFiles,
     ckpts: Checkpoints,
@@ -162,10 +174,17 @@ def reevaluate(
     """
     recorded_g, recorded_f = _recorded(files)
     by_it = {r["iteration"] for r in files.records}
-    its = [i for i in iterations if i in ckpts.tensors and (i == 0 or i in by_it)]
+    its = sorted(i for i in iterations if i in ckpts.tensors and (i == 0 or i in by_it))
     reach_avoid = task.problem.has_terminal
-    for start in range(0, len(its), chunk):
-        block = its[start : start + chunk]
+    added = [(r["iteration"], s) for r in files.records for s in (r.get("added_states") or [])]
+    n_added = 0
+    for block in _blocks(its, [a for a, _ in added], chunk):
+        upto = sum(1 for a, _ in added if a <= block[0])
+        if upto > n_added:  # the rows of g at these iterates include the states the gate added until then
+            new = [s for _, s in added[n_added:upto]]
+            task.add_constraint_states(np.asarray([s["x0"] for s in new], dtype=float),
+                                       np.asarray([s.get("margin", task.row_margin) for s in new], dtype=float))
+            n_added = upto
         thetas = np.stack([ckpts.theta(i) for i in block])
         g = np.asarray(task.constraints(thetas), dtype=float)
         for k, it in enumerate(block):

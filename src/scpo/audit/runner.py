@@ -18,6 +18,7 @@ from .hashes import check_hashes
 from .iterations import parse_iterations
 from .reader import RunFiles, read_checkpoints, read_records, read_run_files
 from .reevaluate import check_recorded_constraints, reevaluate
+from .region import check_region_certificates
 from .result import AuditResult, AuditTolerances, Findings
 
 __all__ = ["audit_run"]
@@ -94,6 +95,7 @@ def audit_run(
         check_base_case(files, ckpts, findings)
         check_backup(files, task, tol, findings)
         check_recorded_constraints(files, findings)
+        check_region_certificates(files, ckpts, task, selected, findings)
         audited = reevaluate(files, ckpts, task, selected, tol, chunk, findings)
         check_certificate_files(files, findings)
     except RunDirectoryError as exc:

@@ -1,12 +1,15 @@
 """``scpo certify RUN``: the sound region certificate of a saved iterate, written into the run directory.
 
-Loads the run, picks the iteration (default: the last checkpoint), rebuilds the task from the run's
-config, covers the safety region by grid cells (:func:`scpo.certify.safety_region_cover`),
-certifies every cell (:func:`scpo.certify.certify_region`) and writes
-``RUN/certificates/region_iter_KKKKKK.json`` (:func:`scpo.certify.region_record`) and
-``RUN/figures/region_iter_KKKKKK.png`` through :class:`scpo.runs.RunPaths`.
+Loads the run, picks the iteration (default: the last checkpoint) and rebuilds the task from the
+run's config. The default cover is the task's declared region ``C`` (the backup's exact backward
+reachable set for a linear task, the input interval for regression), partitioned into dyadic
+boxes clipped to ``C`` (:class:`scpo.certify.sound_region.RegionCertifier`); the certificate is
+written to ``RUN/certificates/region_iter_KKKKKK.json`` in the format the sound gate writes, with
+the figure ``RUN/figures/region_iter_KKKKKK.png`` for two states. ``--cover grid-cells`` keeps the
+legacy cover (one grid cell around each grid state of ``S``, which reaches past ``S`` so that even
+the backup can fail it), written to ``RUN/certificates/gridcells_iter_KKKKKK.json``.
 
-Exit codes: 0 every box of the region certified, 1 some box failed, 2 bad input.
+Exit codes: 0 every box certified, 1 some box failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import typer
 from ._common import err, fail
 from .exit_codes import EXIT_FAILED, EXIT_OK
 
-__all__ = ["certify", "certify_command", "certify_run", "RegionRun", "stderr_progress", "render"]
+__all__ = ["certify", "certify_command", "certify_run", "certify_region_run", "RegionRun", "SoundRegionRun", "stderr_progress",
+           "render", "render_region", "COVERS"]
 
 
 def stderr_progress(info: dict[str, Any]) -> None:
@@ -93,15 +97,100 @@ def certify_run(
     result = certify_region(problem, task.structure, theta, lo, hi, cfg, progress=progress, region_info=info)
     record = region_record(result, schema_version=SCHEMA_VERSION, run=str(r.path), task=r.task_name, iteration=int(it),
                            theta_sha256=theta_sha256(theta), min_width=mw)
-    out = r.paths.region_certificate(int(it))
+    out = r.paths.gridcells_certificate(int(it))
     atomic_write_json(out, record)
-    fig_path = save(region_figure(problem, result), r.paths.region_figure(int(it))) if problem.n == 2 else None
+    fig_path = save(region_figure(problem, result), r.paths.figures / f"gridcells_iter_{int(it):06d}.png") if problem.n == 2 else None
     return RegionRun(run=r.path, iteration=int(it), result=result, record=record, certificate_path=out, figure_path=fig_path,
                      states=problem.n)
 
 
+@dataclass(frozen=True)
+class SoundRegionRun:
+    """A sound region certificate over the declared region ``C`` computed for a run, and its files."""
+
+    run: Path
+    iteration: int
+    region: Any
+    certificate: Any
+    record: dict[str, Any]
+    certificate_path: Path
+    figure_path: Path | None
+
+    @property
+    def holds(self) -> bool:
+        """Whether every leaf meeting ``C`` is certified."""
+        return bool(self.certificate.holds)
+
+
+def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: int | None = None,
+                       cells_per_axis: int | None = None) -> SoundRegionRun:
+    """Certify a saved iterate on the task's declared region ``C`` and write the certificate and figure.
+
+    Raises the :mod:`scpo.errors` exceptions of bad input (a missing run, iteration or checkpoint, a
+    task without a declared region, a switching policy).
+    """
+    from .._validate import check_int
+    from ..certify import require_unswitched
+    from ..certify.sound_region import certificate_figure
+    from ..errors import InvalidInputError
+    from ..plotting import save
+    from ..runs import load_run
+    from ..training import GateSettings, SoundGate, write_region_certificate
+
+    if iteration is not None:
+        check_int("--iteration", iteration, minimum=0)
+    r = load_run(run)
+    ckpts = r.checkpoints
+    it = iteration if iteration is not None else (max(ckpts) if ckpts else None)
+    if it is None:
+        raise InvalidInputError(f"run {str(run)!r}: no checkpoints saved, nothing to certify")
+    theta = r.theta(it)
+    task = r.task
+    require_unswitched(task.policy)
+    if task.declared_region() is None:
+        raise InvalidInputError(f"task {r.task_name!r} declares no region C (its rows are evaluated only); "
+                                "--cover grid-cells certifies the cells around its grid states instead")
+    kw: dict[str, Any] = {}
+    if max_depth is not None:
+        kw["max_depth"] = check_int("--max-depth", max_depth, minimum=0, maximum=60)
+    if cells_per_axis is not None:
+        kw["cells_per_axis"] = check_int("--cells-per-axis", cells_per_axis, minimum=1)
+    gate = SoundGate(task, GateSettings(**kw))
+    cert = gate.certify(theta)
+    record = write_region_certificate(r.paths, int(it), theta, cert, gate.region_dict)
+    fig = None
+    if task.problem.n == 2:
+        fig = save(certificate_figure(task.problem, gate.region, cert), r.paths.region_figure(int(it)))
+    return SoundRegionRun(run=r.path, iteration=int(it), region=gate.region, certificate=cert, record=record,
+                          certificate_path=r.paths.root / record["region_certificate"], figure_path=fig)
+
+
+def render_region(done: SoundRegionRun) -> str:
+    """The summary printed by ``scpo certify`` for the declared region."""
+    c, s = done.certificate, done.certificate.summary
+    lines = [
+        f"scpo certify: region certificate of {done.run} at iteration {done.iteration} (level sound): "
+        + ("holds" if c.holds else "FAILS"),
+        f"  region C             {done.region.description}, volume {done.region.volume:.6g}",
+        f"  certified            {100 * c.certified_fraction:.4f}% of C by volume ({s['certified_leaves']} of {s['live_leaves']} "
+        f"leaves; {s['crown']} CROWN bounds, {s['splits']} splits)",
+        f"  failed leaves        {len(c.failed)} ({sum(f['verdict'] == 'violated' for f in c.failed)} with a violation found)",
+    ]
+    for f in c.failed[:3]:
+        srch = f.get("search")
+        where = (f"; {'violated' if f['verdict'] == 'violated' else 'largest row found'} {srch['largest_row']:+.3e} at x0 = "
+                 f"({', '.join(f'{v:+.6f}' for v in srch['x0'])}) ({srch['label']}, t = {srch['t']})") if srch else ""
+        lines.append(f"    e.g. {f['box']}: bound {f['worst_bound']['value']:+.3e} on {f['worst_bound']['label']}{where}")
+    lines.append(f"  horizon T            {s['horizon']}, max depth {s['max_depth']}, margin rel {s['margin']['relative']:g} "
+                 f"abs {s['margin']['absolute']:g}")
+    lines.append(f"  time                 {s['time_s']:.1f} s")
+    lines.append(f"  written              {done.certificate_path}")
+    lines.append(f"                       {done.figure_path}" if done.figure_path else "                       (no figure for other than two states)")
+    return "\n".join(lines)
+
+
 def render(done: RegionRun) -> str:
-    """The summary printed by ``scpo certify``."""
+    """The summary printed by ``scpo certify --cover grid-cells``."""
     result = done.result
     s = result.summary
     lines = [
@@ -132,24 +221,41 @@ def render(done: RegionRun) -> str:
     return "\n".join(lines)
 
 
-def certify_command(run: Path, iteration: int | None, horizon: int | None, min_width: float, *, quiet: bool = False) -> int:
+COVERS = ("region", "grid-cells")
+
+
+def certify_command(run: Path, iteration: int | None, horizon: int | None, min_width: float, *, quiet: bool = False,
+                    cover: str = "region", max_depth: int | None = None, cells_per_axis: int | None = None) -> int:
     """Certify, write and print; return the exit code (0 all certified, 1 a box failed, 2 bad input)."""
-    from ..errors import ScpoError
+    from .._validate import check_in
+    from ..errors import InvalidInputError, ScpoError
 
     try:
-        done = certify_run(run, iteration, horizon, min_width, progress=None if quiet else stderr_progress)
+        check_in("--cover", cover, COVERS)
+        if cover == "region":
+            if horizon is not None:
+                raise InvalidInputError("--horizon: the declared region is the backup's set for the task's own horizon; "
+                                        "use --cover grid-cells to certify another horizon")
+            done = certify_region_run(run, iteration, max_depth=max_depth, cells_per_axis=cells_per_axis)
+            typer.echo(render_region(done))
+            return EXIT_OK if done.holds else EXIT_FAILED
+        legacy = certify_run(run, iteration, horizon, min_width, progress=None if quiet else stderr_progress)
     except ScpoError as exc:
         return fail(exc).exit_code
-    typer.echo(render(done))
-    return EXIT_OK if done.holds else EXIT_FAILED
+    typer.echo(render(legacy))
+    return EXIT_OK if legacy.holds else EXIT_FAILED
 
 
 def certify(
     run: Annotated[Path, typer.Argument(help="Run directory written by scpo train.")],
     iteration: Annotated[Optional[int], typer.Option("--iteration", help="Saved iteration (default: the last checkpoint).")] = None,
     horizon: Annotated[Optional[int], typer.Option("--horizon", help="Rollout horizon T (default: the task's).")] = None,
-    min_width: Annotated[float, typer.Option("--min-width", help="Smallest box width the refinement splits down to.")] = 0.002,
+    min_width: Annotated[float, typer.Option("--min-width", help="grid-cells cover: smallest box width the refinement splits down to.")] = 0.002,
+    cover: Annotated[str, typer.Option("--cover", help="region (default): the task's declared region C; grid-cells: the legacy cells around the grid states of S.")] = "region",
+    max_depth: Annotated[Optional[int], typer.Option("--max-depth", help="region cover: bisections per root cell before a leaf fails (default 12).")] = None,
+    cells_per_axis: Annotated[Optional[int], typer.Option("--cells-per-axis", help="region cover: root cells per axis (default by dimension).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ) -> None:
-    """Sound region certificate: bound every rollout constraint over boxes covering S (exit 0 all certified, 1 a box failed, 2 bad input)."""
-    raise typer.Exit(certify_command(run, iteration, horizon, min_width, quiet=quiet))
+    """Sound region certificate: bound every rollout constraint over boxes covering C (exit 0 all certified, 1 a box failed, 2 bad input)."""
+    raise typer.Exit(certify_command(run, iteration, horizon, min_width, quiet=quiet, cover=cover, max_depth=max_depth,
+                                     cells_per_axis=cells_per_axis))

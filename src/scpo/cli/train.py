@@ -57,7 +57,7 @@ def _summary_text(result: Any, *, title: str) -> str:
 
 
 def train(
-    task: Annotated[str, typer.Argument(help="Task: regression | double-integrator (or module:factory).")],
+    task: Annotated[Optional[str], typer.Argument(help="Task: a built-in name (scpo tasks) or module:factory; omit with --task-file.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="New run directory to write.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory instead.")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Total iterations of the run.")] = None,
@@ -73,6 +73,14 @@ def train(
         typer.Option("--certified-radius", help="Use certified L over a ball of this radius instead of the adaptive L (no step is then rejected for safety)."),
     ] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file with sections task_config, projector, train.")] = None,
+    task_file: Annotated[
+        Optional[Path], typer.Option("--task-file", help="TOML spec of a linear system (task 'linear'; see scpo.tasks.spec).")
+    ] = None,
+    certify: Annotated[
+        Optional[str],
+        typer.Option("--certify", help="sound: accept a step only with a sound region certificate of the task's region C "
+                                       "(default where the task declares one); grid: the evaluated grid rows alone; auto."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ) -> None:
     """Train a residual policy with the SCPO projector and write the certificate chain."""
@@ -83,10 +91,22 @@ def train(
 
     progress = None if quiet else _progress
     try:
+        task_overrides: dict[str, Any] | None = None
+        if task_file is not None:
+            from ..tasks.spec import load_spec
+
+            if resume is not None:
+                raise InvalidInputError("--task-file and --resume: expected one of them, got both (a run keeps its task)")
+            if task not in (None, "linear"):
+                raise InvalidInputError(f"--task-file: the spec defines the task 'linear'; got the task argument {task!r} as well")
+            task = "linear"
+            task_overrides = load_spec(task_file)
+        elif task is None and resume is None:
+            raise InvalidInputError("task: expected a task name or --task-file SPEC.toml, got neither")
         if resume is not None:
             if out is not None:
                 raise InvalidInputError("--out and --resume: expected one of them, got both")
-            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius]
+            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius, certify]
             if any(v is not None for v in others) or no_projection:
                 raise InvalidInputError("--resume: only --iterations may change when resuming; the run keeps its config.json")
             result = resume_run(resume, iterations=iterations, progress=progress)
@@ -104,14 +124,14 @@ def train(
                 proj["L_mode"] = "certified"
                 proj["certified_radius"] = certified_radius
             tr: dict[str, Any] = {}
-            for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every)):
+            for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every), ("certify", certify)):
                 if val is not None:
                     tr[key] = val
-            cfg = resolve_config(task, file_data=file_data, projector_overrides=proj, train_overrides=tr)
+            cfg = resolve_config(task, file_data=file_data, task_overrides=task_overrides, projector_overrides=proj, train_overrides=tr)
             result = train_run(cfg, out, progress=progress)
     except KeyboardInterrupt:
         target = resume or out
-        err(f"\ninterrupted; everything written so far is kept. Continue with: scpo train {task} --resume {target}")
+        err(f"\ninterrupted; everything written so far is kept. Continue with: scpo train {task or ''} --resume {target}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except ScpoError as exc:
         raise fail(exc) from None
@@ -122,6 +142,7 @@ def demo(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: scpo-runs/demo-<time>).")] = None,
     iterations: Annotated[int, typer.Option(help="Iterations.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    certify: Annotated[str, typer.Option("--certify", help="sound (default): every iterate certified on the region C; grid: evaluated rows only.")] = "sound",
 ) -> None:
     """Run the embedded default: SCPO on the double integrator with a malicious expert."""
     from ..training import resolve_config
@@ -136,7 +157,8 @@ def demo(
         f"{iterations} SCPO iterations -> {out}"
     )
     try:
-        cfg = resolve_config("double-integrator", train_overrides={"iterations": iterations, "seed": seed, "log_every": 25})
+        cfg = resolve_config("double-integrator", train_overrides={"iterations": iterations, "seed": seed, "log_every": 25,
+                                                                   "certify": certify})
         result = train_run(cfg, out, progress=_progress)
     except KeyboardInterrupt:
         err(f"\ninterrupted; continue with: scpo train double-integrator --resume {out}")

@@ -17,7 +17,7 @@ from .bank import Bank
 from .config import ProjectorConfig
 from .inner import inner_bound, max_feasible_scale
 from .directions import raw_direction
-from .projector import ConstraintFn, Projector, batched
+from .projector import ConstraintFn, GateVerdict, Projector, RowExtension, batched
 from .record import StepRecord
 from .socp import ProjectionResult, ProjectionSOCP
 from .solvers import mosek_status, solver_chain
@@ -25,6 +25,8 @@ from .solvers import mosek_status, solver_chain
 __all__ = [
     "Bank",
     "ConstraintFn",
+    "GateVerdict",
+    "RowExtension",
     "ProjectionResult",
     "ProjectionSOCP",
     "Projector",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_array
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ShapeError
 
 __all__ = ["Bank"]
 
@@ -207,6 +207,24 @@ class Bank:
         ndarray, shape (d,)
         """
         return (coef / self._norms) @ self._offsets
+
+    def extend_rows(self, values: np.ndarray) -> None:
+        """Append constraint rows: ``values`` (len(bank), k) are the new rows evaluated at every entry.
+
+        Parameters
+        ----------
+        values : ndarray, shape (len(self), k)
+            ``g_new(θ + δ_j)`` for the entries in their order (oldest first).
+        """
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2 or values.shape[0] != len(self):
+            raise ShapeError(f"values: expected shape ({len(self)}, k) for the {len(self)} bank entries, got {values.shape}")
+        k = values.shape[1]
+        grown = np.zeros((self._val.shape[0], self.n_constraints + k))
+        grown[:, : self.n_constraints] = self._val
+        grown[self._lo : self._hi, self.n_constraints :] = values
+        self._val = grown
+        self.n_constraints += k
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that reproduce this bank (for resuming a run).

@@ -46,7 +46,7 @@ from .inner import bound_coefficients, max_feasible_scale, required_L
 from .record import Rejected, StepLog, StepRecord
 from .socp import ProjectionSOCP
 
-__all__ = ["Projector", "StepRecord", "batched", "ConstraintFn"]
+__all__ = ["GateVerdict", "RowExtension", "Projector", "StepRecord", "batched", "ConstraintFn"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,48 @@ ConstraintFn = Callable[[np.ndarray], np.ndarray]
 # could explain: each evaluation of g carries an error of about EVAL_RTOL·(1 + |g|), and the
 # difference quotients of (★) amplify it by 1/‖δ_k‖. Safety never uses this tolerance.
 # Steps (and bank offsets) shorter than NEGLIGIBLE_STEP·(1 + ‖θ‖) carry no usable information.
+
+
+@dataclass(frozen=True)
+class RowExtension:
+    """Constraint rows a gate adds to ``g`` (the adaptive validation set).
+
+    Attributes
+    ----------
+    evaluate : callable
+        ``(B, d) -> (B, k)``: the new rows at parameter vectors (after the extension, the
+        projector's ``constraints`` callable returns them as its last ``k`` columns).
+    like : ndarray of int, shape (k,)
+        For each new row, an existing row whose smoothness constant ``L`` it starts from.
+    """
+
+    evaluate: Callable[[np.ndarray], np.ndarray]
+    like: np.ndarray
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What a gate says of a candidate that passed the evaluated acceptance test.
+
+    Attributes
+    ----------
+    ok : bool
+        Accept the candidate.
+    reason : str
+        Why not (recorded as the rejected try's reason).
+    certificate : object
+        The gate's evidence for an accepted candidate (kept in :attr:`Projector.last_certificate`).
+    extension : RowExtension or None
+        Rows to add to ``g`` before the iteration re-projects.
+    time_s : float
+        Seconds the gate took.
+    """
+
+    ok: bool
+    reason: str = ""
+    certificate: object = None
+    extension: RowExtension | None = None
+    time_s: float = 0.0
 
 
 def batched(fn: Callable[[np.ndarray], np.ndarray]) -> ConstraintFn:
@@ -123,6 +165,10 @@ class Projector(IterateState):
         ``θ -> L (N,)``: sound per-row constants over the ball of radius
         ``config.certified_radius`` around ``θ`` (required with ``L_mode="certified"``); called at
         the start and after every accepted step.
+    gate : callable, optional
+        ``(θ_candidate, θ_current) -> GateVerdict``, asked after the evaluated acceptance test passed (the sound
+        region certificate of training's ``certify="sound"``); a rejected candidate counts as a
+        try, its rows extend ``g`` and the iteration re-projects.
 
     Raises
     ------
@@ -146,8 +192,11 @@ class Projector(IterateState):
         directions: Callable[[np.ndarray, int], np.ndarray] | None = None,
         L0: np.ndarray | None = None,
         L_provider: Callable[[np.ndarray], np.ndarray] | None = None,
+        gate: Callable[[np.ndarray, np.ndarray], GateVerdict] | None = None,
     ) -> None:
         self.config = check_config(config, ProjectorConfig)
+        self._gate = gate
+        self.last_certificate: object = None
         self._directions = directions
         self._start(theta0, g0, (objective, objective_and_grad, constraints), check_start=self._check_safe_start)
         self._L_provider = L_provider
@@ -214,7 +263,8 @@ class Projector(IterateState):
                     return record
         except Rejected as stop:
             return log.finish(False, stop.reason, **stop.fields)
-        return log.finish(False, "prediction_failed", rejected_tries=log.tries, L_raised_rows=int(log.L_raised.sum()))
+        reason = "region_certificate_failed" if log.fields.get("gate_reason") and log.last_failure == "gate" else "prediction_failed"
+        return log.finish(False, reason, rejected_tries=log.tries, L_raised_rows=int(log.L_raised.sum()))
 
     # ------------------------------------------------------------------ 1. raw step
     def _raw_step(self, grad: np.ndarray) -> np.ndarray:
@@ -345,8 +395,11 @@ class Projector(IterateState):
                 return None
             f_c = float(self._objective(cand))
             if cfg.armijo < 0 or (np.isfinite(f_c) and f_c <= f_now + cfg.armijo * alpha * min(f_dir, 0.0)):
+                if self._gate is not None and not self._ask_gate(cand, cand_offset, G, log):
+                    return None
                 return self._accept(cand, cand_offset, G, f_c, alpha, log)
             log.tries += 1
+            log.try_reasons.append(f"no_decrease at alpha={alpha:.4g}")
             alpha *= 0.5
         raise Rejected("no_decrease", rejected_tries=log.tries, L_raised_rows=int(log.L_raised.sum()))
 
@@ -357,6 +410,8 @@ class Projector(IterateState):
         """A candidate exceeded (★) or is unsafe: raise ``L`` on those rows, keep the point in the bank."""
         cfg = self.config
         log.tries += 1
+        log.last_failure = "prediction"
+        log.try_reasons.append("prediction" if np.any(over) else "unsafe")
         log.fields["prediction_failures"] += int(np.any(over))
         bad = over | unsafe
         if not (cfg.L_fixed or cfg.L_mode == "certified"):
@@ -367,6 +422,52 @@ class Projector(IterateState):
         if np.all(np.isfinite(G)) and not np.array_equal(cand_offset, probe) \
                 and np.linalg.norm(cand_offset) > NEGLIGIBLE_STEP * proj.theta_scale:
             self.bank.add(cand_offset, G)
+
+    def _ask_gate(self, cand: np.ndarray, cand_offset: np.ndarray, G: np.ndarray, log: StepLog) -> bool:
+        """The sound gate on a candidate that passed the evaluated test; extend ``g`` when it refuses."""
+        verdict = self._gate(cand, self._theta)
+        log.fields["gate_tries"] = log.fields.get("gate_tries", 0) + 1
+        log.fields["gate_time_s"] = log.fields.get("gate_time_s", 0.0) + float(verdict.time_s)
+        if verdict.ok:
+            self.last_certificate = verdict.certificate
+            return True
+        log.tries += 1
+        log.last_failure = "gate"
+        log.try_reasons.append(f"gate: {verdict.reason}")
+        log.fields["gate_rejections"] = log.fields.get("gate_rejections", 0) + 1
+        log.fields["gate_reason"] = verdict.reason
+        if verdict.extension is not None:
+            self._extend_rows(verdict.extension, cand_offset, G, log)
+        return False
+
+    def _extend_rows(self, ext: RowExtension, cand_offset: np.ndarray, G_cand: np.ndarray, log: StepLog) -> None:
+        """Add ``k`` rows to ``g``: evaluate them at ``θ``, at every bank point and at the candidate.
+
+        ``θ`` itself must satisfy them (it was certified on the region the new rows come from);
+        otherwise the extension is refused with :class:`~scpo.errors.UnsafeStartError`.
+        """
+        like = np.asarray(ext.like, dtype=np.int64)
+        k = like.size
+        if k == 0:
+            return
+        pts = np.concatenate([self._theta[None, :], self._theta[None, :] + self.bank.offsets, (self._theta + cand_offset)[None, :]])
+        t0 = time.perf_counter()
+        vals = np.asarray(ext.evaluate(pts), dtype=float)
+        log.eval_time += time.perf_counter() - t0
+        if vals.shape != (pts.shape[0], k):
+            raise ShapeError(f"extension.evaluate: expected shape {(pts.shape[0], k)}, got {vals.shape}")
+        if not np.all(vals[0] <= 0):
+            raise UnsafeStartError(f"extension: the current iterate violates {int(np.sum(~(vals[0] <= 0)))} of the new rows "
+                                   f"(max {float(np.nanmax(vals[0])):.3e}); the rows do not come from a region it was certified on")
+        self._g = np.concatenate([self._g, vals[0]])
+        self.L = np.concatenate([self.L, self.L[like]])
+        self.bank.extend_rows(vals[1:-1])
+        self.n_constraints += k
+        log.L_raised = np.concatenate([log.L_raised, np.zeros(k, dtype=bool)])
+        log.fields["rows_added"] = log.fields.get("rows_added", 0) + k
+        G_full = np.concatenate([G_cand, vals[-1]])
+        if np.all(np.isfinite(G_full)) and np.linalg.norm(cand_offset) > 0:
+            self.bank.add(cand_offset, G_full)
 
     def _accept(self, cand: np.ndarray, cand_offset: np.ndarray, G: np.ndarray, f_c: float, alpha: float,
                 log: StepLog) -> StepRecord:

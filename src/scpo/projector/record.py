@@ -82,6 +82,20 @@ class StepRecord:
         Seconds in the solver and in setting up its parameters.
     evaluation_time_s, gradient_time_s, wall_time_s : float
         Seconds evaluating ``g``, computing gradients, and in the whole iteration.
+    gate_tries : int
+        Candidates submitted to the sound gate (0 without one).
+    gate_rejections : int
+        Of those, rejected because the region certificate did not hold on all of ``C``.
+    rows_added : int
+        Constraint rows added to ``g`` by the gate in this iteration (the adaptive validation set).
+    gate_time_s : float
+        Seconds in the gate.
+    gate_reason : str
+        Why the gate refused the last candidate it refused (empty when none).
+    try_reasons : list of str
+        Why each rejected try of the iteration was rejected, in order (``prediction`` — the
+        evaluated ``g`` exceeded (★); ``unsafe`` — some evaluated row is > 0 or NaN;
+        ``no_decrease`` — insufficient decrease at that ``α``; ``gate`` — the region certificate failed).
     """
 
     iteration: int
@@ -116,6 +130,12 @@ class StepRecord:
     evaluation_time_s: float = 0.0
     gradient_time_s: float = 0.0
     wall_time_s: float = 0.0
+    gate_tries: int = 0
+    gate_rejections: int = 0
+    rows_added: int = 0
+    gate_time_s: float = 0.0
+    gate_reason: str = ""
+    try_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, fields in declaration order."""
@@ -149,6 +169,8 @@ class StepLog(StepClock):
         self.solve_time = 0.0
         self.setup_time = 0.0
         self.tries = 0
+        self.last_failure = ""
+        self.try_reasons: list[str] = []
         self.L_raised = np.zeros(projector.n_constraints, dtype=bool)
 
     def begin(self, *, objective_before: float, gradient_norm: float, raw_step_norm: float) -> None:
@@ -199,6 +221,7 @@ class StepLog(StepClock):
             solver_attempts=self.attempts,
             solve_time_s=self.solve_time,
             setup_time_s=self.setup_time,
+            try_reasons=list(self.try_reasons),
             **core,
             **self.fields,
         )

@@ -10,10 +10,12 @@ from typing import Any
 
 from .._version import __version__
 from ..evidence import Level, weakest
+from ..audit.reader import recorded_number
 from .collect import RunData
 from .document import LEVEL_MEANING
 
-__all__ = ["SUMMARY_SCHEMA_VERSION", "chain_claim", "claim_required", "induction", "step_claim", "summary", "verdict_rows"]
+__all__ = ["SUMMARY_SCHEMA_VERSION", "chain_claim", "claim_required", "induction", "region_chain_claim", "step_claim",
+           "summary", "verdict_rows"]
 
 SUMMARY_SCHEMA_VERSION = 1
 """Schema of ``summary.json``."""
@@ -104,6 +106,39 @@ def chain_claim(data: RunData) -> dict[str, Any]:
     }
 
 
+def region_chain_claim(data: RunData) -> dict[str, Any]:
+    """Every accepted iterate of a sound run carries a holding region certificate (level sound).
+
+    The records name each certificate file with its SHA-256 (``scpo audit`` re-verifies the files and
+    re-bounds every leaf); this claim reads the records and checks that the files are there.
+
+    Parameters
+    ----------
+    data : RunData
+
+    Returns
+    -------
+    dict
+        A claim; ``details`` counts the certificates and gives the smallest certified fraction.
+    """
+    accepted = [r for r in data.records if r.get("accepted")]
+    missing = [r["iteration"] for r in accepted
+               if not (r.get("region_holds") is True and isinstance(r.get("region_certificate"), str)
+                       and (data.root / r["region_certificate"]).is_file())]
+    fractions = [recorded_number(r.get("region_certified_fraction")) for r in accepted]
+    added = sum(len(r.get("added_states") or []) for r in data.records)
+    gate_rej = sum(int(r.get("gate_rejections") or 0) for r in data.records)
+    return {
+        "name": "region_chain",
+        "statement": ("every accepted iterate θ_1, …, θ_T was accepted only with a sound region certificate that holds on "
+                      "100% of the declared region C (a file per iterate, named with its SHA-256 in the iterate's record)"),
+        "level": "sound",
+        "holds": bool(data.certify == "sound" and not missing and data.bad_line is None),
+        "details": {"accepted": len(accepted), "without_certificate": missing[:20], "min_certified_fraction": min(fractions) if fractions else None,
+                    "gate_rejections": gate_rej, "states_added": added},
+    }
+
+
 def verdict_rows(data: RunData, st: dict[str, Any]) -> list[dict[str, Any]]:
     """Every claim of the report with its ``source`` file and ``iteration``, in page order.
 
@@ -122,34 +157,63 @@ def verdict_rows(data: RunData, st: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [{**c, "source": "base_certificate.json", "iteration": 0} for c in data.claims_of("base")]
     rows.append({**chain_claim(data), "source": "certificates.jsonl", "iteration": None})
     rows.append({**step_claim(data, st), "source": "certificates.jsonl", "iteration": None})
+    if data.certify == "sound":
+        rows.append({**region_chain_claim(data), "source": "certificates.jsonl", "iteration": None})
     if data.final:
         rows += [{**c, "source": "certificates/final.json", "iteration": data.final.get("iteration")} for c in data.claims_of("final")]
     for name, cert in data.other_certs:
-        rows += [{**c, "source": f"certificates/{name}", "iteration": cert.get("iteration")} for c in cert["claims"] if isinstance(c, dict)]
+        for c in cert["claims"]:
+            if not isinstance(c, dict):
+                continue
+            row = {**c, "source": f"certificates/{name}", "iteration": cert.get("iteration")}
+            if data.certify == "sound" and name.startswith("lipschitz"):
+                # the sound gate carries safety; L only shapes the prediction (★): shown with its level, not required
+                row["details"] = {**(c.get("details") or {}), "required": False, "relied_on": False}
+            rows.append(row)
     return rows
 
 
-def induction(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The conclusion "every iterate satisfies g ≤ 0 on the grid" at the level of its weakest link.
+_SOUND_NOT_LINKS = ("backup_feasible", "steps")
+"""Evaluated claims of a sound run that support but do not carry the sound conclusion."""
+
+
+def induction(rows: list[dict[str, Any]], *, sound: bool = False) -> dict[str, Any]:
+    """The conclusion of the chain at the level of its weakest link.
+
+    Grid runs: "every iterate satisfies g ≤ 0 on the safety grid" from the base certificate and the
+    records. Sound runs: "for every x_0 ∈ C, every rollout of every iterate stays inside the
+    constraints and ends in X_f", whose links are the base case, the region's exact facts, the
+    region certificate of ``θ_0``, the record chain and the region chain; the evaluated grid claims
+    support it but are not links.
 
     Parameters
     ----------
     rows : list of dict
-        :func:`verdict_rows`; the links are those from the base certificate and the records.
+        :func:`verdict_rows`.
+    sound : bool
+        Whether the run was trained with the sound gate.
 
     Returns
     -------
     dict
-        ``statement, level, holds, links``.
+        ``statement, level, holds, links, weaker_links``.
     """
-    used = [r for r in rows if r["source"] in _SOURCES_OF_THE_INDUCTION]
+    used = [r for r in rows if r["source"] in _SOURCES_OF_THE_INDUCTION and claim_required(r)]
+    if sound:
+        used = [r for r in used if r["name"] not in _SOUND_NOT_LINKS]
+        statement = ("for every x_0 ∈ C, every rollout of every iterate θ_0, …, θ_T stays inside the state and input "
+                     "constraints and ends in X_f")
+    else:
+        statement = "every recorded iterate θ_0, …, θ_T satisfies g(θ_t) ≤ 0 on the safety grid"
     levels = [Level(r["level"]) for r in used if r.get("level") in LEVEL_MEANING]
     lv = weakest(levels) if levels else Level.ESTIMATED
+    target = Level.SOUND if sound else Level.EVALUATED
     return {
-        "statement": "every recorded iterate θ_0, …, θ_T satisfies g(θ_t) ≤ 0 on the safety grid",
+        "statement": statement,
         "level": lv.value,
         "holds": bool(used) and all(bool(r.get("holds")) for r in used),
         "links": [{"name": r["name"], "level": r["level"], "holds": bool(r.get("holds"))} for r in used],
+        "weaker_links": [r["name"] for r in used if r.get("level") in LEVEL_MEANING and Level(r["level"]).strength < target.strength],
     }
 
 
@@ -207,7 +271,8 @@ def summary(data: RunData, st: dict[str, Any], rows: list[dict[str, Any]], quali
              "source": r["source"], "iteration": r.get("iteration")}
             for r in rows
         ],
-        "induction": induction(rows),
+        "certify": data.certify,
+        "induction": induction(rows, sound=data.certify == "sound"),
         "figures": figures,
     }
     for key in ("improvement_fraction", "imitation_loss"):  # headline quality figures, where the task has them

@@ -73,9 +73,13 @@ def _other_certificates(paths: Any) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for name in sorted(files):
         data = read_certificate(files[name])
-        if data is not None and isinstance(data.get("claims"), list):
+        if data is not None and isinstance(data.get("claims"), list) and data.get("kind") != SOUND_REGION_KIND:
             out.append((name, data))
     return out
+
+
+SOUND_REGION_KIND = "scpo.sound_region_certificate"
+"""The ``kind`` of the per-iterate region certificates of a sound run (the chain's links, not extra claims)."""
 
 
 @dataclass
@@ -120,6 +124,11 @@ class RunData:
     def config(self) -> dict[str, Any]:
         """``config.json``."""
         return self.run.config
+
+    @property
+    def certify(self) -> str:
+        """How candidates were accepted: ``"sound"`` (region certificate on every iterate) or ``"grid"``."""
+        return str(self.config.get("train", {}).get("certify", "grid"))
 
     @property
     def projection(self) -> bool:

@@ -172,9 +172,33 @@ def _certificate_claims(certs: list[tuple[str, dict[str, Any]]], *, with_verdict
     return parts
 
 
-def _region_and_smoothness_items(data: RunData, st: dict[str, Any]) -> list[list[Inline]]:
+def _sound_region_item(rows: list[dict[str, Any]]) -> list[Inline]:
+    rc = next(r for r in rows if r["name"] == "region_chain")
+    base = next((r for r in rows if r["name"] == "region_reach_avoid" and r["source"] == "base_certificate.json"), None)
+    d = rc["details"]
+    return [
+        "Sound gate: every candidate that passed the evaluated test was accepted only when the region certificate of the "
+        "declared region C held on all of C (bound propagation over a dyadic partition of C clipped to C). θ_0: ",
+        Lv(base["level"] if base else "sound"), " ", Verdict(bool(base and base.get("holds"))),
+        f". Iterates: {d['accepted']} accepted, each with a holding certificate: ", Lv("sound"), " ", Verdict(bool(rc["holds"])),
+        f" (smallest certified fraction {fmt(d.get('min_certified_fraction'))}; {d['gate_rejections']} candidates rejected by "
+        f"the gate; {d['states_added']} states added to the constraint rows, each recorded with its origin)."
+        + (f" Without a certificate: iterations {d['without_certificate']}." if d["without_certificate"] else ""),
+    ]
+
+
+def _region_and_smoothness_items(data: RunData, st: dict[str, Any], rows: list[dict[str, Any]]) -> list[list[Inline]]:
     region = [(n, d) for n, d in data.other_certs if n.startswith("region")]
     lips = [(n, d) for n, d in data.other_certs if n.startswith("lipschitz")]
+    if data.certify == "sound":
+        item = _sound_region_item(rows)
+        if lips:
+            smooth = ["Smoothness constants L: ", *_certificate_claims(lips, with_verdict_detail=True),
+                      "not relied on: safety rests on the sound gate; L only shapes the prediction (★)."]
+        else:
+            smooth = [f"Smoothness constants L (final max {fmt(st['L_max_final'])}): ", Verdict(None, "not certified"),
+                      " and not relied on — safety rests on the sound gate; L only shapes the prediction (★)."]
+        return [item, smooth]
     if region:
         item = ["Region certificates ", Lv("sound"), " where they hold: ", *_certificate_claims(region),
                 "where such a claim holds, safety of that iterate on the covered boxes of S is sound, not only on the grid."]
@@ -191,10 +215,18 @@ def _region_and_smoothness_items(data: RunData, st: dict[str, Any]) -> list[list
 
 
 def _conclusion_item(data: RunData, st: dict[str, Any], ind: dict[str, Any]) -> list[Inline]:
-    concl: list[Inline] = [
-        "Conclusion ", Lv(ind["level"]), " ", Verdict(ind["holds"]), ". By induction on t, g(θ_t) ≤ 0 for t = 0, …, "
-        f"{st['iterations']} on the safety grid.",
-    ]
+    if data.certify == "sound":
+        concl: list[Inline] = [
+            "Conclusion ", Lv(ind["level"]), " ", Verdict(ind["holds"]), f". By induction on t = 0, …, {st['iterations']}: "
+            "for every x_0 ∈ C, every rollout of every iterate stays inside the constraints and ends in X_f.",
+        ]
+        if ind.get("weaker_links"):
+            concl.append(f" Links weaker than sound: {', '.join(ind['weaker_links'])}.")
+    else:
+        concl = [
+            "Conclusion ", Lv(ind["level"]), " ", Verdict(ind["holds"]), ". By induction on t, g(θ_t) ≤ 0 for t = 0, …, "
+            f"{st['iterations']} on the safety grid.",
+        ]
     final = {c.get("name"): c for c in data.claims_of("final")}
     ra = final.get("reach_avoid")
     if ra is not None:
@@ -213,8 +245,12 @@ def _conclusion_item(data: RunData, st: dict[str, Any], ind: dict[str, Any]) -> 
             " Reported, not required: V(x) = xᵀPx decreases along the grid rollouts outside X_f ", Lv(vd.get("level", "?")),
             " ", verdict_of(vd), f" ({100 * recorded_number(frac):.1f}% of those steps)." if isinstance(frac, (int, float)) else ".",
         ]
-    concl.append(" Not claimed: safety at states between grid points (no sound certificate unless listed above), "
-                 "certified values of L, and anything about iterates not in this chain.")
+    if data.certify == "sound":
+        concl.append(" Not claimed: states outside C, certified values of L (not needed), and anything about iterates "
+                     "not in this chain.")
+    else:
+        concl.append(" Not claimed: safety at states between grid points (no sound certificate unless listed above), "
+                     "certified values of L, and anything about iterates not in this chain.")
     return concl
 
 
@@ -240,16 +276,18 @@ def induction_section(doc: Doc, data: RunData, st: dict[str, Any], rows: list[di
         :func:`~scpo.reports.claims.verdict_rows`.
     """
     by_name = {r["name"]: r for r in rows if r["source"] == "base_certificate.json"}
-    ind = induction(rows)
+    ind = induction(rows, sound=data.certify == "sound")
+    region = data.task.declared_region() if data.certify == "sound" else None
+    meaning = f"C is {region.description}" if region is not None else data.task.meaning_of_g()
     doc.p(
-        "Claim: ", ind["statement"], f" — {data.task.meaning_of_g()}. Level of the conclusion: ", Lv(ind["level"]),
+        "Claim: ", ind["statement"], f" — {meaning}. Level of the conclusion: ", Lv(ind["level"]),
         " (the weakest link below). Verdict: ", Verdict(ind["holds"]), "."
     )
     items: list[list[Inline]] = [
         _base_case_item(data, by_name.get("base_case", {})),
         _backup_item(data, by_name),
         _step_item(data, st, rows),
-        *_region_and_smoothness_items(data, st),
+        *_region_and_smoothness_items(data, st, rows),
         _conclusion_item(data, st, ind),
     ]
     if data.audit is not None:

@@ -86,7 +86,8 @@ def margins_figure(task: Any, theta: np.ndarray) -> Figure:
     ax.set_title(f"final policy: {what} [evaluated] on {len(s)} grid states of S: {verdict}")
     ax.set_xlabel(problem.state_names[0])
     ax.set_ylabel(problem.state_names[1])
-    ax.legend(fontsize=7, loc="lower left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

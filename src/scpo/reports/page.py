@@ -107,7 +107,7 @@ def _verdicts(doc: Doc, data: RunData, rows: list[dict[str, Any]]) -> None:
         if a.input_errors:
             vrows.append(["audit: input", Lv("exact"), Verdict(False, "BAD INPUT"), "scpo audit", "; ".join(a.input_errors[:5])])
     doc.table(["certificate", "level", "verdict", "source", "statement"], vrows, table_id="verdicts")
-    ind = induction(rows)
+    ind = induction(rows, sound=data.certify == "sound")
     doc.p("Induction conclusion: ", ind["statement"], " — ", Lv(ind["level"]), " ", Verdict(ind["holds"]), ".")
 
 

@@ -92,6 +92,19 @@ class RunPaths:
         """Saved region certificates by iteration."""
         return self._numbered(self.certificates, self.REGION_PATTERN)
 
+    def gridcells_certificate(self, iteration: int) -> Path:
+        """``certificates/gridcells_iter_NNNNNN.json`` (the legacy grid-cell cover of ``scpo certify --cover grid-cells``).
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
+        return self.certificates / f"gridcells_iter_{iteration:06d}.json"
+
     def lipschitz_certificate(self, iteration: int) -> Path:
         """``certificates/lipschitz_iter_NNNNNN.json`` (the smoothness verdicts at ``θ_iteration``).
 

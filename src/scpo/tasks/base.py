@@ -170,6 +170,11 @@ class Task(abc.ABC):
         return self._theta0.size
 
     @property
+    def row_margin(self) -> float:
+        """``δ ≥ 0`` added to every row of ``g`` (the config's ``row_margin``; 0 when unset)."""
+        return float(getattr(self.config, "row_margin", None) or 0.0)
+
+    @property
     def structure(self) -> MLPStructure:
         """The residual's architecture and flat parameter layout."""
         return self.policy.residual.structure
@@ -259,6 +264,9 @@ class Task(abc.ABC):
     def constraints(self, thetas: np.ndarray) -> np.ndarray:
         """``g`` at a batch of parameter vectors: (B, d) -> (B, N); safe means ``≤ 0``.
 
+        ``g`` is the rows of the rollouts from :attr:`constraint_states`, aggregated, plus
+        :attr:`row_margin`.
+
         Parameters
         ----------
         thetas : ndarray, shape (B, d)
@@ -269,7 +277,70 @@ class Task(abc.ABC):
         """
         with torch.no_grad():
             ro = self.rollout(thetas, self._x_constraints)
-            return aggregate_rows(self.rollout_rows(ro), self.rows, self.lse_temperature).cpu().numpy()
+            return self._with_margin(self.rollout_rows(ro), self._state_margins()).cpu().numpy()
+
+    def declared_region(self) -> Any:
+        """The region ``C`` of initial states this task's sound certificates are about.
+
+        Returns
+        -------
+        scpo.certify.declared.DeclaredRegion or None
+            ``None``: the task declares none (its rows are only ``evaluated``).
+        """
+        return None
+
+    def _state_margins(self) -> np.ndarray | None:
+        """Per constraint state, the margin added to its rows (None: :attr:`row_margin` for all)."""
+        m = getattr(self, "_margins", None)
+        return None if m is None else m
+
+    def _with_margin(self, rows: torch.Tensor, margins: np.ndarray | None) -> torch.Tensor:
+        """Aggregate rows (B, S, R) and add the margins (:attr:`row_margin`, or one per state)."""
+        g = aggregate_rows(rows, self.rows, self.lse_temperature)
+        if margins is None:
+            return g + self.row_margin if self.row_margin else g
+        m = torch.as_tensor(margins, dtype=g.dtype, device=g.device)
+        if self.rows == "per-row":
+            m = m.repeat_interleave(rows.shape[-1])
+        return g + m
+
+    def add_constraint_states(self, states: np.ndarray, margins: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        """Append initial states to the rows of ``g`` (the adaptive validation set of the sound gate).
+
+        Parameters
+        ----------
+        states : ndarray, shape (k, n)
+        margins : ndarray, shape (k,), optional
+            The margin added to the rows of each new state (default :attr:`row_margin`); a state
+            added where the current iterate is certified but has less slack than ``row_margin``
+            gets the slack it has, so that the current iterate satisfies the new rows.
+
+        Returns
+        -------
+        evaluate : callable
+            ``(B, d) -> (B, k·R)`` (``R`` rows per state, or 1 with an aggregation): the new rows,
+            which :meth:`constraints` now returns as its last columns.
+        like : ndarray of int, shape (k·R,)
+            For each new row, the same row of the nearest existing constraint state.
+        """
+        new = np.asarray(states, dtype=np.float64).reshape(-1, self.problem.n)
+        old = self.constraint_states
+        m_new = np.full(len(new), self.row_margin) if margins is None else np.asarray(margins, dtype=np.float64).reshape(len(new))
+        current = self._state_margins()
+        self._margins = np.concatenate([np.full(len(old), self.row_margin) if current is None else current, m_new])
+        R = self.problem.layout.n_rows if self.rows == "per-row" else 1
+        nearest = np.argmin(((new[:, None, :] - old[None, :, :]) ** 2).sum(-1), axis=1)
+        like = (nearest[:, None] * R + np.arange(R)[None, :]).reshape(-1)
+        self.constraint_states = np.concatenate([old, new])
+        self._x_constraints = self._tensor(self.constraint_states)
+        x_new = self._tensor(new)
+
+        def evaluate(thetas: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                ro = self.rollout(thetas, x_new)
+                return self._with_margin(self.rollout_rows(ro), m_new).cpu().numpy()
+
+        return evaluate, like
 
     def constraint_labels(self) -> list[str]:
         """A short description of each of the ``N`` rows of ``g``, in order."""

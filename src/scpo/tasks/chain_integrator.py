@@ -42,7 +42,7 @@ class ChainIntegratorConfig(LinearTaskSettings):
         ``R``.
     expert_target, expert_kp, expert_kv, expert_ka : float
         The aggressive expert.
-    horizon, grid, n_samples, rows, lse_temperature, hidden, activation, switching, gamma_shrink, device
+    horizon, grid, n_samples, rows, lse_temperature, hidden, activation, switching, gamma_shrink, region, region_margin, region_directions, row_margin, rows_in_region, device
         See :class:`~scpo.tasks.linear.LinearTaskSettings`.
     """
 

@@ -61,7 +61,7 @@ class DoubleIntegratorConfig(LinearTaskSettings):
         The malicious PD expert.
     expert_saturate : bool
         Clip the expert's action to ``±u_max``.
-    horizon, grid, n_samples, rows, lse_temperature, hidden, activation, switching, gamma_shrink, device
+    horizon, grid, n_samples, rows, lse_temperature, hidden, activation, switching, gamma_shrink, region, region_margin, region_directions, row_margin, rows_in_region, device
         See :class:`~scpo.tasks.linear.LinearTaskSettings`.
     """
 

@@ -30,7 +30,7 @@ from ..certify.backup import backup_certificate
 from ..errors import ConfigError, InvalidInputError
 from ..evidence import Claim
 from ..policies import ACTIVATIONS, MLP, LinearBackup, ResidualPolicy
-from ..systems import ROW_AGGREGATIONS, ClosedLoopProblem, LinearSystem, Rollout, aggregate_rows, dlqr, linear_policy, rollout, terminal_level
+from ..systems import ROW_AGGREGATIONS, ClosedLoopProblem, LinearSystem, LQRResult, Rollout, aggregate_rows, dlqr, linear_policy, rollout, terminal_level
 from .base import Task
 
 __all__ = ["LinearTaskSettings", "LinearImitationTask"]
@@ -64,6 +64,22 @@ class LinearTaskSettings:
         Apply the backup alone inside ``X_s = X_f``.
     gamma_shrink : float
         Relative reduction of the closed-form ``γ`` before the exact check.
+    region : {"backup-reachable", "grid-cells"}
+        The declared region ``C`` of the sound certificates: the backup's exact ``T``-step backward
+        reachable set (:func:`scpo.certify.declared.backup_region`), or the legacy cover of one grid
+        cell around each grid state of ``S`` (which reaches past ``S``; even the backup can fail it).
+    region_margin : float
+        ``ε`` of the backup-reachable region: constraints tightened by ``ε`` so that a learned
+        residual has room (``0``: the backup's own set).
+    region_directions : int
+        Tangent directions of the polytope ``T_in ⊆ X_f`` the region is computed for.
+    row_margin : float or None
+        ``δ``: the rows of ``g`` are ``row + δ`` (the projector keeps every evaluated row ``≤ −δ``),
+        a cushion for the sound certificate between the grid states. ``None``: chosen by training
+        (0 with ``certify="grid"``, the gate's default with ``certify="sound"``).
+    rows_in_region : bool or None
+        Keep only the grid states of ``S`` that lie in the declared region ``C`` as constraint
+        states (there the backup has the region's slack ``ε``). ``None``: chosen by training.
     device : str
         ``"cpu"`` or ``"cuda[:i]"``: where rollouts and the policy run (results come back as
         float64 numpy arrays either way).
@@ -78,6 +94,11 @@ class LinearTaskSettings:
     activation: str = "tanh"
     switching: bool = False
     gamma_shrink: float = 1e-9
+    region: str = "backup-reachable"
+    region_margin: float = 0.01
+    region_directions: int = 32
+    row_margin: float | None = None
+    rows_in_region: bool | None = None
     device: str = "cpu"
 
     def _check_settings(self) -> None:
@@ -90,6 +111,15 @@ class LinearTaskSettings:
         check_int("grid", self.grid, minimum=2)
         check_int("n_samples", self.n_samples, minimum=1)
         check_in("rows", self.rows, ROW_AGGREGATIONS)
+        check_in("region", self.region, ("backup-reachable", "grid-cells"))
+        check_int("region_directions", self.region_directions, minimum=3)
+        if self.row_margin is not None and (isinstance(self.row_margin, bool) or not isinstance(self.row_margin, (int, float))
+                                            or not 0 <= self.row_margin < 1):
+            raise InvalidInputError(f"row_margin: expected a number in [0, 1) or None, got {self.row_margin!r}")
+        if self.rows_in_region is not None and not isinstance(self.rows_in_region, bool):
+            raise InvalidInputError(f"rows_in_region: expected true, false or null, got {self.rows_in_region!r}")
+        if isinstance(self.region_margin, bool) or not isinstance(self.region_margin, (int, float)) or not self.region_margin >= 0:
+            raise InvalidInputError(f"region_margin: expected a non-negative number, got {self.region_margin!r}")
         check_in("activation", self.activation, tuple(ACTIVATIONS))
         for i, h in enumerate(self.hidden):
             check_int(f"hidden[{i}]", h, minimum=1)
@@ -167,7 +197,7 @@ class LinearImitationTask(Task):
         self.system = self.linear_system()
         self.system.check_stabilisable()
         self.Q, self.R = self.lqr_weights()
-        self.lqr = dlqr(self.system.A, self.system.B, self.Q, self.R)
+        self.lqr = self.backup_gain()
         self.K, self.P = self.lqr.K, self.lqr.P
         s = self.system
         self.gamma_closed_form = terminal_level(self.P, self.K, s.Hx, s.hx, s.Hu, s.hu)
@@ -178,9 +208,7 @@ class LinearImitationTask(Task):
         self.rows = cfg.rows
         self.lse_temperature = cfg.lse_temperature
         self.box = s.state_box()
-        axes = [np.linspace(lo, hi, cfg.grid) for lo, hi in zip(*self.box)]
-        mesh = np.meshgrid(*axes, indexing="xy")
-        grid = np.stack([m.ravel() for m in mesh], axis=1)
+        grid = self.candidate_states()
         self.grid_states = grid[np.all(grid @ s.Hx.T <= s.hx, axis=1)]  # x_0 ∈ X (the box of a polytopic X is larger)
         backup_rows = self._backup_rows(self.grid_states)
         in_S = np.all(backup_rows <= 0, axis=-1)
@@ -193,12 +221,60 @@ class LinearImitationTask(Task):
             self.constraint_states = self.safety_states[lse <= 0]
         else:
             self.constraint_states = self.safety_states
-        self.sample_states = self._sample_safe_states(cfg.n_samples, np.random.default_rng(seed))
+        if cfg.rows_in_region:
+            region = self.declared_region()
+            if region is not None:  # S sampled in C: the grid states of S that lie in the declared region
+                self.in_safety_region = in_S & region.polytope.contains_points(self.grid_states)
+                self.safety_states = self.grid_states[self.in_safety_region]
+                self.constraint_states = self.constraint_states[region.polytope.contains_points(self.constraint_states)]
+        self.sample_states, expert_actions = self.imitation_data(np.random.default_rng(seed))
         self._x_samples = self._tensor(self.sample_states)
-        self._u_expert = self._tensor(self.expert(self.sample_states))
+        self._u_expert = self._tensor(expert_actions)
         order = np.argsort(np.arctan2(self.sample_states[:, 1], self.sample_states[:, 0]), kind="stable")
         self._sectors = torch.as_tensor(order, device=self.device)
         super().__init__(cfg, seed=seed)
+
+    # ---------------------------------------------------------------- hooks with defaults
+    def backup_gain(self) -> LQRResult:
+        """The backup ``u = Kx`` with its ``P``: discrete LQR with :meth:`lqr_weights` by default.
+
+        Returns
+        -------
+        LQRResult
+            ``K`` (m, n), ``P`` (n, n) with ``(A+BK)ᵀP(A+BK) ≺ P``, the residual and the spectral radius.
+        """
+        return dlqr(self.system.A, self.system.B, self.Q, self.R)
+
+    def candidate_states(self) -> np.ndarray:
+        """The states on which ``S`` is decided: by default the ``grid^n`` grid over the state box.
+
+        Returns
+        -------
+        ndarray, shape (G, n)
+            States outside ``X`` are dropped by the caller.
+        """
+        axes = [np.linspace(lo, hi, self.config.grid) for lo, hi in zip(*self.box)]
+        mesh = np.meshgrid(*axes, indexing="xy")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
+    def imitation_data(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The states the objective averages over and the expert's actions there.
+
+        By default ``n_samples`` states drawn uniformly from the box and kept when the backup
+        certifies them (states of ``S``), and :meth:`expert` at them.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Seeded with the task's seed.
+
+        Returns
+        -------
+        states : ndarray, shape (S, n)
+        actions : ndarray, shape (S, m)
+        """
+        states = self._sample_safe_states(self.config.n_samples, rng)
+        return states, self.expert(states)
 
     def build_policy(self) -> ResidualPolicy:
         """The residual policy ``Kx + φ_θ(x)`` (switched off inside ``X_f`` with ``switching``)."""
@@ -347,6 +423,18 @@ class LinearImitationTask(Task):
         s = self.system
         claims = backup_certificate(s.A, s.B, self.K, self.P, self.gamma, s.Hx, s.hx, s.Hu, s.hu, Q=self.Q, R=self.R)
         return claims + super().base_claims(theta0, g0)
+
+    def declared_region(self) -> Any:
+        """``C``: the backup's exact ``T``-step backward reachable set with margin ``region_margin``
+        (computed once, on first use), or None for the legacy grid-cell cover."""
+        if self.config.region != "backup-reachable":
+            return None
+        if getattr(self, "_region", None) is None:
+            from ..certify.declared import backup_region
+
+            self._region = backup_region(self.problem, margin=float(self.config.region_margin),
+                                         directions=int(self.config.region_directions))
+        return self._region
 
     def safety_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """The ``grid^n`` grid over the state box and the mask of its states in ``S``."""

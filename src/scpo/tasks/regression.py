@@ -50,6 +50,9 @@ class RegressionConfig:
     hidden : tuple of int
         Hidden widths of the residual MLP.
     activation : {"tanh", "relu"}
+    row_margin : float or None
+        ``δ``: the rows of ``g`` are ``row + δ`` (see :class:`scpo.tasks.linear.LinearTaskSettings`);
+        ``None``: chosen by training.
     """
 
     n_train: int = 200
@@ -61,6 +64,7 @@ class RegressionConfig:
     bound: float = 1.0
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    row_margin: float | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -73,6 +77,9 @@ class RegressionConfig:
             for i, h in enumerate(self.hidden):
                 check_int(f"hidden[{i}]", h, minimum=1)
             check_in("activation", self.activation, tuple(ACTIVATIONS))
+            if self.row_margin is not None and (isinstance(self.row_margin, bool) or not isinstance(self.row_margin, (int, float))
+                                                or not 0 <= self.row_margin < 1):
+                raise InvalidInputError(f"row_margin: expected a number in [0, 1) or None, got {self.row_margin!r}")
         except InvalidInputError as exc:
             raise ConfigError(f"RegressionConfig.{exc}") from None
 
@@ -235,6 +242,13 @@ class RegressionTask(Task):
         paths = super().figures(records, thetas, out_dir)
         fig = self.fit_figure({"θ0 (backup, f ≡ 0)": thetas["θ0"], "final policy": thetas["final"]})
         return paths + [save(fig, Path(out_dir) / "regression_fit.png")]
+
+    def declared_region(self) -> Any:
+        """``C = [x_min, x_max]``, the whole input interval."""
+        from ..certify.declared import box_region
+
+        c = self.config
+        return box_region([c.x_min], [c.x_max], description=f"the whole input interval [{c.x_min:g}, {c.x_max:g}]")
 
     def figure_captions(self) -> dict[str, str]:
         """Captions of the training curves and the fit figure."""

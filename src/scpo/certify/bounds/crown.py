@@ -30,6 +30,7 @@ NeurIPS 2018 (zonotope propagation; the same parallel relaxations for ReLU).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -42,7 +43,7 @@ from .quadratic import value_change_upper, zonotope_max_quadratic
 from .relaxation import activation_relaxation
 from .types import DT, IntervalBounds, LinearBounds
 
-__all__: list[str] = []
+__all__ = ["RowAffineBounds", "crown_row_affine"]
 
 _SORT_MIN_GENERATORS = 256  # 2-D zonotopes with more generators use the sorted support function
 
@@ -260,3 +261,115 @@ def crown_rollout(loop: ClosedLoop, boxes: IntervalBounds, T: int, H, Hu, Pt, Pv
             vc_upper = value_change_upper(z.c0, z.r0, z.c, z.gens, Pv, margin)
     _record_state(z, _Support(z.gens), H, margin, rec)
     return _assemble(rec, z, boxes, loop.m, H, Hu, Pt, vc_upper, margin)
+
+
+@dataclass(frozen=True)
+class RowAffineBounds:
+    """Affine upper bounds of the constraint rows in the initial state, valid on each box.
+
+    For every box ``X_i`` and every ``x_0 ∈ X_i``: ``row_r(x_0) ≤ coef[i, r] · x_0 + offset[i, r]``.
+
+    Attributes
+    ----------
+    coef : Tensor, shape (B, R, n)
+    offset : Tensor, shape (B, R)
+        Margin already applied (see :func:`crown_row_affine`).
+    magnitude : Tensor, shape (B, R)
+        ``|coef|`` summed against ``|x_0|`` is bounded by the caller; this is the magnitude of the
+        constant terms, kept for the caller's own rounding allowance.
+    terminal_quadratic : Tensor or None, shape (B,)
+        Upper bound of ``x_Tᵀ P x_T`` over the box (the exact maximum over the zonotope of
+        ``x_T`` for two states), when ``P`` was given.
+    """
+
+    coef: torch.Tensor
+    offset: torch.Tensor
+    magnitude: torch.Tensor
+    terminal_quadratic: torch.Tensor | None = None
+
+
+def _affine_rows(z: _Zonotope, A: torch.Tensor, const: torch.Tensor, extra_noise: torch.Tensor, margin: Margin):
+    """Rows ``A x_t + const + noise``: coefficients on ``x_0``, widened offsets and magnitudes."""
+    n, k = z.n, z.k
+    Lam, c, c0 = z.Lam, z.c, z.c0
+    coef = torch.einsum("bqi,bij->bqj", A, Lam) if A.ndim == 3 else torch.einsum("qi,bij->bqj", A, Lam)
+    Ab = A if A.ndim == 3 else A.expand(c.shape[0], -1, -1)
+    base = torch.einsum("bqi,bi->bq", Ab, c) - torch.einsum("bqj,bj->bq", coef, c0) + const
+    noise = torch.bmm(Ab, z.G[..., n:k]).abs().sum(-1) + extra_noise
+    mag = (torch.einsum("bqi,bi->bq", Ab.abs(), c.abs()) + torch.einsum("bqj,bj->bq", coef.abs(), c0.abs())
+           + const.abs() + noise)
+    return coef, margin.widen_upper(base + noise, mag), mag
+
+
+def crown_row_affine(loop: ClosedLoop, boxes: IntervalBounds, T: int, H: torch.Tensor, Hu: torch.Tensor,
+                     HT: torch.Tensor | None, hT: torch.Tensor | None, margin: Margin,
+                     P: torch.Tensor | None = None) -> RowAffineBounds:
+    """Per-row affine upper bounds in ``x_0`` of every constraint row along ``T`` steps (CROWN, zonotope form).
+
+    The zonotope of :func:`crown_rollout` writes ``x_t = c_t + Λ_t (x_0 − c_0) + G^η_t η`` with the
+    relaxation symbols ``η ∈ [−1, 1]^N`` and ``Λ_t = ∂x_t/∂x_0`` of the relaxed (affine) loop, for every
+    ``x_0`` of the box. A row ``aᵀx_t − b`` is then at most ``(aᵀΛ_t) x_0 + aᵀ(c_t − Λ_t c_0) + Σ_j |aᵀg^η_j| − b``;
+    input rows add the current step's relaxation, ``u_t = (K + M_t) x_t + d_t + Σ_i E_i η_i``. The
+    bound is affine in ``x_0``, so its maximum over any subset of the box (e.g. the box clipped to a
+    region) is attained at a vertex of that subset: that is how the region certificate bounds rows
+    over ``box ∩ C`` instead of over the box. The pre-activation bounds that build the relaxations
+    come from the whole box (sound for every subset).
+
+    Rows, in :class:`~scpo.systems.RowLayout` order without the terminal quadratic: state rows
+    ``H x_t − h`` for ``t = 1..T`` (``t``-major), input rows ``Hu u_t − hu`` for ``t = 0..T−1``, then the
+    terminal target rows ``HT x_T − hT`` when ``HT`` is given. The right-hand sides ``h``, ``hu`` are
+    *not* subtracted here (the caller subtracts them; see ``offset``); ``hT`` is subtracted.
+
+    Floating point: every offset is widened by ``margin.rel · magnitude + margin.abs`` with the
+    magnitude of all terms summed into it (see :class:`scpo.numerics.Margin`).
+
+    Parameters
+    ----------
+    loop : ClosedLoop
+    boxes : IntervalBounds, shape (B, n)
+    T : int
+    H : Tensor, shape (p, n)
+    Hu : Tensor, shape (q, m)
+    HT : Tensor, shape (r, n), optional
+    hT : Tensor, shape (r,), optional
+    margin : Margin
+    P : Tensor, shape (n, n), optional
+        Positive semidefinite: also bound ``x_Tᵀ P x_T`` over the box.
+
+    Returns
+    -------
+    RowAffineBounds
+        ``R = T p + T q (+ r)`` rows.
+    """
+    net = loop.network
+    Ws = [torch.tensor(W, dtype=DT) for W in net.weights]
+    bs = [torch.tensor(v, dtype=DT) for v in net.biases]
+    act = net.structure.activation
+    Acl = torch.tensor(loop.A_cl, dtype=DT)
+    Bt = torch.tensor(loop.B, dtype=DT)
+    Kt = torch.tensor(loop.K, dtype=DT)
+    z = _Zonotope(boxes, symbols(loop, T))
+    b = boxes.shape[0]
+    st, inp = [], []
+    zero_p = torch.zeros(b, H.shape[0], dtype=DT)
+    for t in range(T):
+        sup = _Support(z.gens)
+        if t > 0:
+            st.append(_affine_rows(z, H, zero_p, zero_p, margin))
+        M, d, E = _relax_residual(Ws, bs, act, z.c, sup, margin)
+        Mu = Kt[None] + M
+        HM = torch.einsum("qm,bmi->bqi", Hu, Mu)
+        enoise_rows = sum((torch.einsum("qm,bmh->bqh", Hu, Ei).abs().sum(-1) for Ei in E),
+                          torch.zeros(b, Hu.shape[0], dtype=DT))
+        inp.append(_affine_rows(z, HM, d @ Hu.T, enoise_rows, margin))
+        enoise = sum((Ei.abs().sum(-1) for Ei in E), torch.zeros(b, loop.m, dtype=DT))
+        _advance(z, M, d, E, enoise, Acl, Bt, loop.m)
+    st.append(_affine_rows(z, H, zero_p, zero_p, margin))
+    parts = st + inp
+    if HT is not None:
+        zero_r = torch.zeros(b, HT.shape[0], dtype=DT)
+        coef, off, mag = _affine_rows(z, HT, -hT.expand(b, -1), zero_r, margin)
+        parts.append((coef, off, mag))
+    quad = zonotope_max_quadratic(z.c, z.gens, P, margin=margin) if P is not None else None
+    return RowAffineBounds(torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1),
+                           torch.cat([p[2] for p in parts], 1), quad)

@@ -15,6 +15,7 @@ which the run's ``run.json`` records.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -28,14 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_bytes
-from ._version import __version__
-from ._validate import check_int
-from .certify.base_case import zero_final_layer_claim
-from .config import from_mapping, to_mapping
-from .errors import CheckpointFormatError, ConfigError, InvalidInputError, RunDirectoryError
-from .projector import Projector, ProjectorConfig, StepRecord
-from .runs.files import (
+from .._io import atomic_write_bytes
+from .._version import __version__
+from ..certify.base_case import zero_final_layer_claim
+from ..config import from_mapping, to_mapping
+from ..errors import CheckpointFormatError, ConfigError, InvalidInputError, RunDirectoryError, UnsafeStartError
+from ..projector import Projector, ProjectorConfig, StepRecord
+from ..runs.files import (
     SCHEMA_VERSION,
     append_jsonl,
     atomic_write_json,
@@ -47,128 +47,16 @@ from .runs.files import (
     write_checkpoint,
     write_tensors,
 )
-from .runs.run import Run, RunPaths
-from .tasks import Task, make_task, task_class
+from ..runs.run import Run, RunPaths
+from ..tasks import Task, make_task
+from .config import GateSettings, ResolvedConfig, TrainConfig
+from .gate import SoundGate, restore_added_states, write_region_certificate
 
-__all__ = ["TrainConfig", "ResolvedConfig", "resolve_config", "train", "resume", "TrainResult", "build_projector"]
+__all__ = ["train", "resume", "TrainResult", "build_projector", "setup_task"]
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Settings of a training run (not of the projector or the task).
-
-    Attributes
-    ----------
-    iterations : int
-        Total number of iterations of the run (a resumed run continues up to this number).
-    seed : int
-        Seeds the task (hidden-layer initialisation, sampled states).
-    checkpoint_every : int
-        Save ``θ`` after every accepted iteration whose number is a multiple of this
-        (0: only ``θ₀`` and the last iterate, which are always saved).
-    state_every : int
-        Save the resumable projector state every this many iterations (1 = every iteration,
-        so that a resume continues exactly; larger values trade exactness for disk traffic).
-    log_every : int
-        Report progress every this many iterations.
-    """
-
-    iterations: int = 1000
-    seed: int = 0
-    checkpoint_every: int = 1
-    state_every: int = 1
-    log_every: int = 25
-
-    def __post_init__(self) -> None:
-        try:
-            check_int("iterations", self.iterations, minimum=0)
-            check_int("seed", self.seed, minimum=0)
-            check_int("checkpoint_every", self.checkpoint_every, minimum=0)
-            check_int("state_every", self.state_every, minimum=1)
-            check_int("log_every", self.log_every, minimum=1)
-        except InvalidInputError as exc:
-            raise ConfigError(f"TrainConfig.{exc}") from None
-
-
-@dataclass(frozen=True)
-class ResolvedConfig:
-    """Task settings, projector settings and run settings after all defaults and overrides.
-
-    Made by :func:`resolve_config`; :func:`train` writes it into the run's ``config.json``.
-
-    Attributes
-    ----------
-    task : str
-        Registered task name (:func:`scpo.tasks.task_names`).
-    task_config : dict
-        The task's configuration as a JSON-ready mapping (every field of its config class).
-    projector : ProjectorConfig
-        The projector's settings (library defaults < the task's defaults < file < overrides).
-    train : TrainConfig
-        The run's settings.
-    """
-
-    task: str
-    task_config: dict[str, Any]
-    projector: ProjectorConfig
-    train: TrainConfig
-
-
-_FILE_SECTIONS = ("task", "task_config", "projector", "train")
-
-
-def resolve_config(
-    task: str,
-    *,
-    file_data: dict[str, Any] | None = None,
-    task_overrides: dict[str, Any] | None = None,
-    projector_overrides: dict[str, Any] | None = None,
-    train_overrides: dict[str, Any] | None = None,
-) -> ResolvedConfig:
-    """Combine library defaults < task defaults < config file < explicit overrides.
-
-    Parameters
-    ----------
-    task : str
-        Task name (see :func:`scpo.tasks.task_names`).
-    file_data : dict, optional
-        Parsed ``--config`` file with optional sections ``task_config``, ``projector``, ``train``
-        (and ``task``, which must then equal ``task``).
-    task_overrides, projector_overrides, train_overrides : dict, optional
-        Values given on the command line.
-
-    Returns
-    -------
-    ResolvedConfig
-        Every setting of the run, validated.
-
-    Raises
-    ------
-    ConfigError
-        Unknown task, unknown section or key, or an invalid value.
-    """
-    cls = task_class(task)
-    file_data = dict(file_data or {})
-    unknown = sorted(set(file_data) - set(_FILE_SECTIONS))
-    if unknown:
-        raise ConfigError(f"config file: unknown section(s) {unknown}; valid sections are {list(_FILE_SECTIONS)}")
-    if "task" in file_data and file_data["task"] != task:
-        raise ConfigError(f"config file: its task is {file_data['task']!r} but {task!r} was requested")
-    for section in ("task_config", "projector", "train"):
-        if not isinstance(file_data.get(section, {}), dict):
-            raise ConfigError(f"config file: section {section!r} must be a JSON object")
-    task_cfg = from_mapping(cls.config_class, {**file_data.get("task_config", {}), **(task_overrides or {})}, where="task_config")
-    proj = from_mapping(
-        ProjectorConfig,
-        {**cls.default_projector, **file_data.get("projector", {}), **(projector_overrides or {})},
-        where="projector",
-    )
-    tr = from_mapping(TrainConfig, {**file_data.get("train", {}), **(train_overrides or {})}, where="train")
-    return ResolvedConfig(task=task, task_config=to_mapping(task_cfg), projector=proj, train=tr)
 
 
 @dataclass(frozen=True)
@@ -213,7 +101,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.ndarray | None = None) -> Projector:
+def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.ndarray | None = None, *,
+                    gate: Any = None) -> Projector:
     """The SCPO projector of ``task`` at ``θ`` with the settings ``cfg``.
 
     The projector minimises ``task.objective`` subject to ``task.constraints(θ) ≤ 0`` (the rows of
@@ -231,6 +120,9 @@ def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.n
         Start of the projector (``θ₀`` or a resumed iterate).
     g : ndarray, shape (N,), optional
         ``g(θ)`` if already evaluated.
+    gate : callable, optional
+        The sound gate (:class:`scpo.training.gate.SoundGate`), asked about every candidate that
+        passes the evaluated test.
 
     Returns
     -------
@@ -247,8 +139,8 @@ def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.n
         raise ConfigError(f"projector.block_probes: task {task.name!r} provides no block gradients; set block_probes to 0")
     provider = None
     if cfg.L_mode == "certified":
-        from .certify.bounds import require_unswitched
-        from .certify.smoothness import certified_L
+        from ..certify.bounds import require_unswitched
+        from ..certify.smoothness import certified_L
 
         require_unswitched(task.policy)  # the switch on xᵀPx ≤ γ_s is discontinuous: no finite L
         radius = float(cfg.certified_radius)
@@ -266,6 +158,7 @@ def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.n
         g0=g,
         directions=directions,
         L_provider=provider,
+        gate=gate,
     )
 
 
@@ -311,14 +204,28 @@ def _status(paths: RunPaths, **update: Any) -> None:
     atomic_write_json(paths.status, current)
 
 
-def _record(rec: StepRecord, parent: str, child: str, checkpoint: str | None) -> dict[str, Any]:
+def _record(rec: StepRecord, parent: str, child: str, checkpoint: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     out = {"schema_version": SCHEMA_VERSION, "iteration": rec.iteration, "accepted": rec.accepted}
     out["theta_sha256"] = child
     out["parent_sha256"] = parent
     out["checkpoint"] = checkpoint
     out["violation"] = bool(rec.accepted and not rec.max_constraint <= 0)
     out.update({k: v for k, v in rec.to_dict().items() if k not in out})
+    out.update(extra or {})
     out["time"] = _now()
+    return out
+
+
+def _gate_fields(paths: RunPaths, projector: Projector, gate: SoundGate | None, rec: StepRecord, theta: np.ndarray) -> dict[str, Any]:
+    """The record fields of the sound gate: the certificate of an accepted iterate, the rows added."""
+    if gate is None:
+        return {}
+    out: dict[str, Any] = {"certify": "sound", "added_states": gate.drain_added(), "constraint_states": int(len(gate.task.constraint_states))}
+    if rec.accepted:
+        cert = projector.last_certificate
+        if cert is None or not cert.holds:
+            raise UnsafeStartError(f"iteration {rec.iteration}: an accepted iterate has no holding region certificate")
+        out.update(write_region_certificate(paths, rec.iteration, theta, cert, gate.region_dict))
     return out
 
 
@@ -329,6 +236,7 @@ def _loop(
     cfg: TrainConfig,
     names: list[str],
     progress: ProgressFn | None,
+    gate: SoundGate | None = None,
 ) -> str:
     parent = theta_sha256(projector.theta)
     t_loop = time.perf_counter()
@@ -348,7 +256,7 @@ def _loop(
                 ckpt = str(paths.checkpoint(rec.iteration).relative_to(paths.root))
             if rec.iteration % cfg.state_every == 0 or projector.iteration >= cfg.iterations:
                 _write_state(paths, projector, force_bank=projector.iteration >= cfg.iterations)
-            record = _record(rec, parent, child, ckpt)
+            record = _record(rec, parent, child, ckpt, _gate_fields(paths, projector, gate, rec, theta))
             append_jsonl(paths.records, record)
             parent = child
             counts["accepted" if rec.accepted else "rejected"] += 1
@@ -481,9 +389,19 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     if out.exists():
         raise RunDirectoryError(f"out: {str(out)!r} already exists; choose a new directory or resume it with --resume")
     task = make_task(config.task, config.task_config, seed=config.train.seed)
+    config, task, gate = setup_task(config, task)
     theta0 = task.theta0
     g0 = np.asarray(task.constraints(theta0[None, :]), dtype=float)[0]
-    projector = build_projector(task, config.projector, theta0, g0)
+    cert0 = None
+    if gate is not None:
+        cert0 = gate.certify(theta0)
+        if not cert0.holds:
+            raise UnsafeStartError(
+                f"theta0: the backup does not certify on all of the declared region C ({100 * cert0.certified_fraction:.4f}% "
+                f"by volume, {len(cert0.failed)} failed leaves): the sound induction has no base case; "
+                "declare a smaller region (e.g. a larger region_margin) or train with --certify grid"
+            )
+    projector = build_projector(task, config.projector, theta0, g0, gate=gate)
     tensors, names = _parameter_tensors(task, theta0)
     final_name = names[-2] if len(names) >= 2 else names[-1]
     base_claim = zero_final_layer_claim(
@@ -491,6 +409,8 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
         all_finite=all(np.all(np.isfinite(v)) for v in tensors.values()),
     )
     claims = [base_claim, *task.base_claims(theta0, g0)]
+    if gate is not None:
+        claims += [*gate.region.claims, cert0.claim(gate.region)]
     if not base_claim.holds:
         raise InvalidInputError("theta0: the residual's final layer is not exactly zero, so the induction has no base case")
 
@@ -502,25 +422,66 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     paths.state.mkdir()
     h0 = write_checkpoint(paths.checkpoint(0), tensors, names, iteration=0, task=task.name)
     atomic_write_json(paths.config, _config_json(config, task, names, tensors))
-    atomic_write_json(
-        paths.base_certificate,
-        {
-            "schema_version": SCHEMA_VERSION,
-            "task": task.name,
-            "theta_sha256": h0,
-            "checkpoint": str(paths.checkpoint(0).relative_to(paths.root)),
-            "max_constraint": float(np.max(g0)),
-            "claims": [c.to_dict() for c in claims],
-            "holds": all(c.holds for c in claims),
-        },
-    )
+    base = {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "theta_sha256": h0,
+        "checkpoint": str(paths.checkpoint(0).relative_to(paths.root)),
+        "max_constraint": float(np.max(g0)),
+        "certify": config.train.certify,
+        "claims": [c.to_dict() for c in claims],
+        "holds": all(c.holds for c in claims),
+    }
+    if gate is not None:
+        base.update(write_region_certificate(paths, 0, theta0, cert0, gate.region_dict))
+    atomic_write_json(paths.base_certificate, base)
     paths.records.touch()
     _write_state(paths, projector)
     atomic_write_json(paths.status, {"status": "created", "events": [{"time": _now(), "event": "start"}]})
     os.replace(tmp, out)
     paths = RunPaths(out)
-    status = _loop(paths, task, projector, config.train, names, progress)
+    status = _loop(paths, task, projector, config.train, names, progress, gate)
     return _summary(Run(out), task, status, t0)
+
+
+def setup_task(config: ResolvedConfig, task: Task | None = None) -> tuple[ResolvedConfig, Task, SoundGate | None]:
+    """Resolve ``certify="auto"`` (``sound`` when the task declares a region, else ``grid``) and the
+    task settings left to training (``row_margin``, ``rows_in_region``: the gate's cushion and the
+    rows inside ``C`` for ``sound``, none of either for ``grid``); rebuild the task when they change it.
+
+    Parameters
+    ----------
+    config : ResolvedConfig
+    task : Task, optional
+        The task built from ``config`` (built here when not given).
+
+    Returns
+    -------
+    config : ResolvedConfig
+        With ``train.certify`` and those task settings resolved.
+    task : Task
+    gate : SoundGate or None
+        The sound gate for ``certify="sound"``.
+    """
+    if task is None:
+        task = make_task(config.task, config.task_config, seed=config.train.seed)
+    mode = config.train.certify
+    if mode == "auto":
+        mode = "sound" if config.projector.projection and task.declared_region() is not None else "grid"
+    if mode == "sound" and not config.projector.projection:
+        raise ConfigError("train.certify: 'sound' needs the projector (projection=true); the unprojected baseline is "
+                          "trained with --certify grid")
+    tc = dict(config.task_config)
+    defaults = {"row_margin": config.gate.row_margin if mode == "sound" else 0.0, "rows_in_region": mode == "sound"}
+    changed = False
+    for key, value in defaults.items():
+        if key in tc and tc[key] is None:
+            tc[key] = value
+            changed = changed or bool(value)
+    if changed:
+        task = make_task(config.task, tc, seed=config.train.seed)
+    config = dataclasses.replace(config, task_config=tc, train=dataclasses.replace(config.train, certify=mode))
+    return config, task, (SoundGate(task, config.gate) if mode == "sound" else None)
 
 
 def _config_json(config: ResolvedConfig, task: Task, names: list[str], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -533,6 +494,7 @@ def _config_json(config: ResolvedConfig, task: Task, names: list[str], tensors: 
         "task_config": config.task_config,
         "projector": to_mapping(config.projector),
         "train": to_mapping(config.train),
+        "gate": to_mapping(config.gate),
         "policy": {
             **task.describe(),
             "parameter_names": names,
@@ -582,6 +544,7 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     if iterations is not None:
         train_data["iterations"] = iterations
     train_cfg = from_mapping(TrainConfig, train_data, where="config.json train")
+    gate_cfg = from_mapping(GateSettings, cfg.get("gate", {}), where="config.json gate")
     task = run.task
     names = run.parameter_names
 
@@ -594,6 +557,10 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
         last_iter, last_hash = int(records[-1]["iteration"]), records[-1]["theta_sha256"]
     else:
         last_iter, last_hash = 0, run.base_certificate["theta_sha256"]
+    gate = None
+    if train_cfg.certify == "sound":
+        restore_added_states(task, records)
+        gate = SoundGate(task, gate_cfg)
 
     projector = None
     state_note = "restored"
@@ -605,7 +572,7 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
         counters = state.get("counters")
         if counters is None or int(counters[0]) != last_iter or theta_sha256(state["theta"]) != last_hash:
             continue
-        projector = build_projector(task, proj_cfg, state["theta"], state["g"])
+        projector = build_projector(task, proj_cfg, state["theta"], state["g"], gate=gate)
         bank = None
         if paths.bank.is_file():
             try:
@@ -627,12 +594,12 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
                 f"run {str(paths.root)!r}: no projector state or checkpoint holds the last recorded iterate "
                 f"(iteration {last_iter}, sha256 {last_hash[:12]}…); cannot resume"
             )
-        projector = build_projector(task, proj_cfg, theta)
+        projector = build_projector(task, proj_cfg, theta, gate=gate)
         projector.iteration = last_iter
         state_note = "reset (no matching projector state; bank, L and Adam moments restart)"
         logger.warning("resume: %s", state_note)
     _status(paths, event={"event": "resume", "from_iteration": last_iter, "projector_state": state_note})
-    status = _loop(paths, task, projector, train_cfg, names, progress)
+    status = _loop(paths, task, projector, train_cfg, names, progress, gate)
     if iterations is not None and iterations != cfg["train"]["iterations"]:
         cfg["train"]["iterations"] = iterations
         atomic_write_json(paths.config, cfg)
