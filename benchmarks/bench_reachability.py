@@ -1,18 +1,18 @@
-"""Time of the 30-step backward reachable sets of the double integrator, and facets per step.
+"""Time per backward step of the exact reachable sets in 2-D, 3-D and 4-D, and ``scpo reach`` end to end.
 
 Run on one core:
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_reachability.py [--task double-integrator] [--horizon 30] [--repeats 3] [--out bench-out]
-    python benchmarks/bench_reachability.py --quick      # 10 steps, one repeat (about half a minute)
+    OMP_NUM_THREADS=1 python benchmarks/bench_reachability.py [--steps 10] [--out bench-out]
+    python benchmarks/bench_reachability.py --quick        # 4 steps per family, no end-to-end runs
 
-For the closed-loop problem of a task (default the DESIGN §5 double integrator: dt = 0.1, |p|, |v|,
-|u| ≤ 1, LQR backup; computed by :mod:`scpo.reachability.report`, as ``scpo reach`` does) it computes the
-polytopic targets around ``X_f`` (inner ``T_in ⊆ X_f`` and outer ``T_out ⊇ X_f``), then for each
-target the backup's ``k``-step backward reachable sets (closed-loop ``Pre``: stacked rows + LP
-redundancy removal) and the ``k``-step controllable sets (controlled ``Pre``: cddlib projection +
-LP redundancy removal), ``k = 1 … N``. It prints the median wall time of each family over the
-repeats, the time per step, and the number of facets of every ``R_k``, plus the maximal
-positively invariant and control-invariant sets. Writes ``reachability_steps.csv``.
+Part 1, for the double integrator (2-D), the chain of three integrators (3-D) and the linearised
+cart-pole (4-D): the polytopic target ``T_in ⊆ X_f`` (:func:`scpo.reachability.targets.terminal_targets`),
+then ``--steps`` steps of the backup's backward reachable sets (closed-loop ``Pre``: stacked rows + LP
+redundancy removal) and of the controllable sets (controlled ``Pre``: the projection, by cddlib
+elimination in 2-D and by the hull of the projected vertices above), with the median time per step,
+the facets of the last set and the step at which a fixed point was detected. Part 2: the wall time of
+``scpo reach double-integrator --horizon 300`` and ``scpo reach chain-integrator --horizon 2`` (in
+process, every claim included). Writes ``reachability_steps.csv``.
 """
 
 from __future__ import annotations
@@ -33,63 +33,70 @@ def _one_core() -> None:
     torch.set_num_threads(1)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="double-integrator", help="a registered task whose problem has a terminal set")
-    ap.add_argument("--horizon", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--directions", type=int, default=32, help="tangent directions of the targets around X_f")
-    ap.add_argument("--quick", action="store_true", help="10 steps, one repeat")
-    ap.add_argument("--out", type=Path, default=Path("bench-out"))
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.horizon, args.repeats = 10, 1
-    _one_core()
+TASKS = {  # name -> (dimension, small task settings: only the problem is used)
+    "double-integrator": (2, {"grid": 5, "n_samples": 8, "hidden": [4]}),
+    "chain-integrator": (3, {"grid": 5, "n_samples": 8, "hidden": [4]}),
+    "cart-pole": (4, {"grid": 3, "n_samples": 4, "hidden": [4]}),
+}
 
-    from scpo.reachability.claims import FAMILY_NAMES
-    from scpo.reachability.exact import exact_area_or_nan
-    from scpo.reachability.report import compute_targets, invariant_sets, reachable_families
+
+def _families(steps: int) -> list[dict]:
+    from scpo.reachability.sets import backward_reachable_sets
+    from scpo.reachability.targets import terminal_targets
     from scpo.tasks import make_task
 
-    problem = make_task(args.task).problem
-    if not problem.has_terminal:
-        ap.error(f"--task: {args.task!r} has no terminal set X_f")
+    rows = []
+    for name, (n, settings) in TASKS.items():
+        pb = make_task(name, settings).problem
+        t0 = time.perf_counter()
+        inner, _ = terminal_targets(pb.system, pb.K, pb.P, pb.gamma, directions=32)
+        t_targets = time.perf_counter() - t0
+        for mode, K in (("backup", pb.K), ("controlled", None)):
+            fam = backward_reachable_sets(inner.polytope, pb.system, steps, K=K)
+            per = [s for s in fam.seconds[1:] if s > 0]
+            rows.append({
+                "task": name, "n": n, "family": mode, "steps": steps, "targets_s": round(t_targets, 3),
+                "T_in_facets": inner.polytope.n_rows, "median_step_s": round(statistics.median(per), 4) if per else 0.0,
+                "max_step_s": round(max(per), 4) if per else 0.0, "last_facets": fam.sets[-1].n_rows,
+                "fixed_point": fam.fixed_point,
+            })
+            print(f"  {name:<18} n={n} {mode:<10} T_in {inner.polytope.n_rows:>3} facets ({t_targets:5.1f} s); "
+                  f"per step median {rows[-1]['median_step_s']:.3f} s, max {rows[-1]['max_step_s']:.3f} s; "
+                  f"R_{steps}: {fam.sets[-1].n_rows} facets; fixed point {fam.fixed_point}", flush=True)
+    return rows
+
+
+def _reach(task: str, horizon: int) -> float:
+    from scpo.cli.reach import reach_task
+    from scpo.tasks import make_task
+
+    t = make_task(task)
     t0 = time.perf_counter()
-    targets = compute_targets(problem, directions=args.directions)
-    t_targets = time.perf_counter() - t0
-    print(f"{args.task}, N = {args.horizon}, {args.repeats} repeat(s), targets with {args.directions} directions "
-          f"({targets['inner'].polytope.n_rows} / {targets['outer'].polytope.n_rows} facets, {t_targets:.2f} s)")
+    code = reach_task(t, horizon, echo=lambda s: None)
+    wall = time.perf_counter() - t0
+    print(f"  scpo reach {task} --horizon {horizon}: {wall:.1f} s (exit {code})", flush=True)
+    return wall
 
-    times: dict[str, list[float]] = {name: [] for name in FAMILY_NAMES}
-    for _ in range(args.repeats):
-        seconds: dict[str, float] = {}
-        families = reachable_families(problem, targets, args.horizon, seconds=seconds)
-        for name in FAMILY_NAMES:
-            times[name].append(seconds[name])
-    results = {name: (statistics.median(times[name]), families[name]) for name in FAMILY_NAMES}
 
-    print("\n| family | total (median) | per step | facets R_0 … R_N | area R_N |")
-    print("|---|---|---|---|---|")
-    for name, (t, fam) in results.items():
-        print(f"| {name} | {t:.2f} s | {1e3 * t / args.horizon:.0f} ms | {' '.join(map(str, fam.facets))} | "
-              f"{exact_area_or_nan(fam.sets[-1]):.4f} |")
-
-    seconds = {}
-    mpi, cinv = invariant_sets(problem, seconds=seconds)
-    print(f"\nmaximal positively invariant set (Gilbert–Tan): {mpi.steps} step(s), {mpi.polytope.n_rows} facets, "
-          f"area {exact_area_or_nan(mpi.polytope):.4f}, {seconds['mpi']:.2f} s")
-    print(f"maximal control-invariant set: {'terminated' if cinv.converged else 'NOT terminated'} after {cinv.steps} step(s), "
-          f"{cinv.polytope.n_rows} facets, area {exact_area_or_nan(cinv.polytope):.4f}, {seconds['control_invariant']:.2f} s")
-
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=10, help="backward steps per family")
+    ap.add_argument("--quick", action="store_true", help="4 steps per family, no end-to-end runs")
+    ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = ap.parse_args(argv)
+    _one_core()
+    steps = 4 if args.quick else args.steps
+    print(f"bench_reachability: {steps} backward steps per family, one core")
+    rows = _families(steps)
+    if not args.quick:
+        _reach("double-integrator", 300)
+        _reach("chain-integrator", 2)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "reachability_steps.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["family", "k", "facets", "step_seconds", "area"])
-        for name, (_, fam) in results.items():
-            for k, (P, sec) in enumerate(zip(fam.sets, fam.seconds)):
-                w.writerow([name, k, P.n_rows, f"{sec:.6f}", f"{exact_area_or_nan(P):.10f}"])
-    print(f"\nwrote {path}")
+    with open(args.out / "reachability_steps.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {args.out / 'reachability_steps.csv'}")
     return 0
 
 

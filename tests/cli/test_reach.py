@@ -99,7 +99,7 @@ def test_a_failed_claim_gives_exit_code_1(tmp_path, monkeypatch, T, N, samples):
 
 def test_cli_bad_input_exit_code_2(tmp_path):
     res = invoke("pendulum", "--horizon", 3)
-    assert res.exit_code == 2 and "task: expected one of double-integrator, regression" in res.output, res.output
+    assert res.exit_code == 2 and "task: expected one of cart-pole, chain-integrator, double-integrator, linear, regression" in res.output, res.output
     res = invoke("regression", "--horizon", 3)
     assert res.exit_code == 2 and "terminal set" in res.output and "'regression'" in res.output, res.output
     res = invoke("double-integrator", "--horizon", 0)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
 import torch
 
 from .._validate import as_array, check_int, check_nonnegative
@@ -71,32 +72,42 @@ def steering_margin(x0: np.ndarray, system: LinearSystem, target: Polytope, step
     Hu, hu = _unit(system.Hu, system.hu)
     T = normalize(target)
     HT, hT = T.H, T.h
-    # x_t = F_t x0 + G_t u,  u = (u_0, …, u_{N−1}) ∈ R^{N m}
-    F = [np.eye(n)]
-    G = [np.zeros((n, N * m))]
-    for t in range(N):
-        F.append(A @ F[-1])
-        Gn = A @ G[-1]
-        Gn[:, t * m : (t + 1) * m] += B
-        G.append(Gn)
-    rows, rhs = [], []
-    for t in range(N):
-        rows.append(Hx @ G[t])
-        rhs.append(hx - Hx @ F[t] @ x0)
-        Gu = np.zeros((Hu.shape[0], N * m))
-        Gu[:, t * m : (t + 1) * m] = Hu
-        rows.append(Gu)
-        rhs.append(hu)
-    rows.append(HT @ G[N])
-    rhs.append(hT - HT @ F[N] @ x0)
-    Aub = np.vstack(rows) if rows else np.zeros((0, N * m))
-    bub = np.concatenate(rhs) if rhs else np.zeros(0)
-    # variables (u, s): rows·u + s ≤ rhs; maximise s
-    Afull = np.hstack([Aub, np.ones((Aub.shape[0], 1))])
-    c = np.zeros(N * m + 1)
+    if N == 0:
+        return float(min(1.0, np.min(hT - HT @ x0))) if T.n_rows else 1.0
+    # sparse form: variables z = (x_1 … x_N, u_0 … u_{N−1}, s) with the dynamics as equalities
+    # x_{t+1} = A x_t + B u_t (x_0 given); the same LP as eliminating the states, far sparser
+    nx, nu = N * n, N * m
+    eye_N = scipy.sparse.eye(N, format="csr")
+    sub = scipy.sparse.eye(N, k=-1, format="csr")
+    Aeq = scipy.sparse.hstack([
+        scipy.sparse.kron(eye_N, scipy.sparse.eye(n)) - scipy.sparse.kron(sub, scipy.sparse.csr_matrix(A)),
+        -scipy.sparse.kron(eye_N, scipy.sparse.csr_matrix(B)),
+        scipy.sparse.csr_matrix((nx, 1)),
+    ], format="csr")
+    beq = np.zeros(nx)
+    beq[:n] = A @ x0
+    blocks, rhs = [], []
+    # state rows at t = 1 … N−1 (t = 0 is a constant row on s)
+    if N > 1:
+        sel = scipy.sparse.eye(N - 1, N, format="csr")
+        blocks.append(scipy.sparse.hstack([scipy.sparse.kron(sel, scipy.sparse.csr_matrix(Hx)), scipy.sparse.csr_matrix(((N - 1) * Hx.shape[0], nu)),
+                                           np.ones(((N - 1) * Hx.shape[0], 1))]))
+        rhs.append(np.tile(hx, N - 1))
+    blocks.append(scipy.sparse.hstack([scipy.sparse.csr_matrix((N * Hu.shape[0], nx)), scipy.sparse.kron(eye_N, scipy.sparse.csr_matrix(Hu)),
+                                       np.ones((N * Hu.shape[0], 1))]))
+    rhs.append(np.tile(hu, N))
+    if T.n_rows:
+        last = scipy.sparse.csr_matrix(([1.0], ([0], [N - 1])), shape=(1, N))
+        blocks.append(scipy.sparse.hstack([scipy.sparse.kron(last, scipy.sparse.csr_matrix(HT)), scipy.sparse.csr_matrix((HT.shape[0], nu)),
+                                           np.ones((HT.shape[0], 1))]))
+        rhs.append(hT)
+    Aub = scipy.sparse.vstack(blocks, format="csr")
+    bub = np.concatenate(rhs)
+    s0 = float(np.min(hx - Hx @ x0)) if Hx.shape[0] else 1.0  # the t = 0 state rows: s ≤ min(hx − Hx x0)
+    c = np.zeros(nx + nu + 1)
     c[-1] = -1.0
-    bounds = [(None, None)] * (N * m) + [(None, 1.0)]  # s ≤ 1 keeps the LP bounded; it is always feasible
-    res = scipy.optimize.linprog(c, A_ub=Afull, b_ub=bub, bounds=bounds, method="highs")
+    bounds = [(None, None)] * (nx + nu) + [(None, min(1.0, s0))]  # s ≤ 1 keeps the LP bounded; it is always feasible
+    res = scipy.optimize.linprog(c, A_ub=Aub, b_ub=bub, A_eq=Aeq, b_eq=beq, bounds=bounds, method="highs")
     if res.status != 0:
         return math.nan
     return float(res.x[-1])

@@ -56,8 +56,12 @@ def inclusion_claim(
     """
     worst = -math.inf
     failed = []
+    done: dict[tuple[int, int], tuple[bool, float]] = {}
     for label, inner, outer in pairs:
-        ok, w = polytope_in_polytope(inner, outer, tol)
+        key = (id(inner), id(outer))
+        if key not in done:  # the sets after a fixed point are one object: decide each pair once
+            done[key] = (True, -math.inf) if inner is outer else polytope_in_polytope(inner, outer, tol)
+        ok, w = done[key]
         worst = max(worst, w)
         if not ok:
             failed.append(label)
@@ -93,12 +97,36 @@ def ellipsoid_inclusion_claim(
     """
     worst = -math.inf
     bad = []
+    done: dict[int, tuple[bool, float]] = {}
     for k, R in sets:
-        ok, w = ellipsoid_in_polytope(P, gamma, R)
+        if id(R) not in done:
+            done[id(R)] = ellipsoid_in_polytope(P, gamma, R)
+        ok, w = done[id(R)]
         worst = max(worst, w)
         if not ok:
             bad.append(k)
     return Claim(name, statement, Level.EXACT, not bad, {"failing_k": bad, "worst_support_minus_offset": worst})
+
+
+def _contain_Xf_claim(P: np.ndarray, gamma: float, sets: Sequence[Polytope], N: int) -> Claim:
+    """``X_f ⊆ R_k(T_in)`` for ``k = k₀ … N``, ``k₀`` the first ``k`` from which it holds for every later ``k``.
+
+    A coarse ``T_in`` (few tangent directions in ``n ≥ 4``) need not contain ``(A+BK) X_f``; the
+    contracting backup then brings ``X_f`` into ``T_in`` after ``k₀ > 1`` steps, and the claim says
+    from which ``k`` on the inclusion is proved (each ``k`` in rational arithmetic).
+    """
+    probe = ellipsoid_inclusion_claim("backup_sets_contain_Xf", "", P, gamma, [(k, sets[k]) for k in range(1, N + 1)])
+    failing = probe.details["failing_k"]
+    k0 = (max(failing) + 1) if failing else 1
+    statement = (
+        f"X_f ⊆ R_k(T_in) for k = {k0}…{N} (so X_f also lies in the backup's k-step sets of X_f itself): every row "
+        "aᵀx ≤ b of the stored set has b ≥ 0 and γ aᵀP⁻¹a ≤ b² (rational arithmetic)"
+    )
+    if k0 > 1:
+        statement += f"; for k < {k0} the polytope T_in is too coarse to contain (A+BK)ᵏ X_f"
+    holds = k0 <= N
+    details = {**probe.details, "from_k": k0 if holds else None}
+    return Claim("backup_sets_contain_Xf", statement, Level.EXACT, holds, details)
 
 
 def exact_inclusion_claims(
@@ -146,14 +174,7 @@ def exact_inclusion_claims(
             [(f"k={k}", bi[k - 1], bi[k]) for k in ks],
             tol,
         ),
-        ellipsoid_inclusion_claim(
-            "backup_sets_contain_Xf",
-            f"X_f ⊆ R_k(T_in) for k = 1…{N} (so X_f also lies in the backup's k-step sets of X_f itself): every row "
-            "aᵀx ≤ b of the stored set has b ≥ 0 and γ aᵀP⁻¹a ≤ b² (rational arithmetic)",
-            P,
-            gamma,
-            [(k, bi[k]) for k in ks],
-        ),
+        _contain_Xf_claim(P, gamma, bi, N),
         inclusion_claim(
             "backup_inside_controllable",
             f"R_k^backup(T) ⊆ R_k^controllable(T) for k = 0…{N} and T ∈ {{T_in, T_out}}",
@@ -216,6 +237,10 @@ def independent_check_claims(
 ) -> list[Claim]:
     """``evaluated`` membership checks of the sets ``R_k``, ``k ∈ {max(1, ⌊N/3⌋), N}``, of every family.
 
+    For a family that reached its fixed point at step ``f`` (``R_f = R_{f−1}``, so that every
+    later set is ``R_f``), ``k`` is replaced by ``min(k, f)``: checking ``R_f`` against ``f``-step
+    trajectories tests the fixed point itself, and costs ``f`` steps instead of ``N``.
+
     The backup's sets are checked against forward simulation of ``u = Kx``, the controllable
     sets against the steering LP (:func:`~scpo.reachability.checks.membership_agreement`, seed
     ``seed + k``).
@@ -245,7 +270,10 @@ def independent_check_claims(
     for fam in FAMILY_NAMES:
         target = targets[fam.split("_")[1]].polytope
         K = problem.K if fam.startswith("backup") else None
-        for k in check_ks:
+        fp = families[fam].fixed_point
+        # past a fixed point f (R_f = R_{f−1}, hence R_k = R_f for every k ≥ f) the set R_f is checked
+        # against the f-step LP or simulation: that tests the numerical fixed point itself
+        for k in sorted({k if fp is None else min(k, fp) for k in check_ks}):
             claims.append(
                 membership_agreement(
                     families[fam].sets[k], problem.system, target, k, K=K, samples=samples, seed=seed + k,

@@ -8,25 +8,33 @@ H-representation itself, proved in rational arithmetic:
   each vertex lies on some row's hyperplane ``a_iᵀx = b_i``; eliminating one coordinate on
   that hyperplane gives an ``(n−1)``-dimensional polytope (the face), whose vertices are vertices
   of the original; in one dimension the face is an interval. The enumeration is complete and
-  exact; it costs ``O(pⁿ)`` rational operations for ``p`` rows, meant for ``n ≤ 3``.
+  exact; it costs ``O(pⁿ)`` rational operations for ``p`` rows and is used for ``n ≤ 2``. For
+  ``n ≥ 3`` the vertices come from the exact edge-graph search of
+  :func:`scpo.reachability.enumeration.exact_vertices_nd` (same result, cost growing with the
+  number of vertices instead).
 * :func:`polytope_in_polytope` — ``Q ⊆ R`` iff every vertex of ``Q`` satisfies every row of
   ``R`` (``Q`` is the convex hull of its vertices).
 * :func:`ellipsoid_in_polytope` — ``{xᵀPx ≤ γ} ⊆ {a_iᵀx ≤ b_i}`` iff ``b_i ≥ 0`` and
   ``γ a_iᵀP⁻¹a_i ≤ b_i²`` for every row (the support function of the ellipsoid).
 * :func:`polytope_in_ellipsoid` — every vertex ``v`` has ``vᵀPv ≤ γ``.
-* :func:`exact_area` — the shoelace formula on the exact vertices (2-D).
+* :func:`exact_area` — the shoelace formula on the exact vertices (2-D); :func:`exact_measure`
+  the exact area or ``n``-volume in any dimension
+  (:func:`scpo.reachability.enumeration.exact_volume`).
 """
 
 from __future__ import annotations
 
 import functools
 from fractions import Fraction
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..errors import InvalidInputError, ShapeError
 from .polytope import Polytope
+
+if TYPE_CHECKING:
+    from .enumeration import ExactVertices
 
 __all__ = [
     "to_fractions",
@@ -36,6 +44,8 @@ __all__ = [
     "polytope_in_ellipsoid",
     "exact_area",
     "exact_area_or_nan",
+    "exact_measure",
+    "exact_vertices_with_tight",
     "solve_exact",
     "exact_closed_loop",
 ]
@@ -140,6 +150,10 @@ def exact_vertices(P: Polytope) -> list[Vec]:
 def _exact_vertices_cached(Hb: bytes, hb: bytes, p: int, n: int) -> tuple[Vec, ...]:
     # keyed on the exact bytes of the (read-only) rows: the same stored polytope is enumerated once
     P = Polytope(H=np.frombuffer(Hb, dtype=float).reshape(p, n), h=np.frombuffer(hb, dtype=float))
+    if n >= 3:
+        from .enumeration import exact_vertices_nd
+
+        return tuple(exact_vertices_nd(P).vertices)
     H = to_fractions(P.H)
     h = to_fractions(P.h)
     rows = [(tuple(a), b) for a, b in zip(H, h)]
@@ -388,7 +402,10 @@ def polytope_in_ellipsoid(Q: Polytope, P: np.ndarray, gamma: float) -> tuple[boo
 
 
 def exact_area_or_nan(P: Polytope) -> float:
-    """The exact area of a stored 2-D polytope as a float; ``nan`` in other dimensions.
+    """The exact area (2-D) or ``n``-volume of a stored polytope as a float (:func:`exact_measure`).
+
+    The name is kept from when only 2-D areas existed; ``nan`` is returned only for ``n = 1``
+    (where a length is no area) — every ``n ≥ 2`` gets its exact measure.
 
     Parameters
     ----------
@@ -397,6 +414,51 @@ def exact_area_or_nan(P: Polytope) -> float:
     Returns
     -------
     float
-        ``float(exact_area(P))`` for ``P.dim == 2``, else ``nan`` (no n-D volume yet).
     """
-    return float(exact_area(P)) if P.dim == 2 else float("nan")
+    return float(exact_measure(P)) if P.dim >= 2 else float("nan")
+
+
+def exact_measure(P: Polytope) -> Fraction:
+    """Exact area (``n = 2``, shoelace) or ``n``-volume (facet recursion) of the stored bounded polytope.
+
+    Parameters
+    ----------
+    P : Polytope
+        Bounded.
+
+    Returns
+    -------
+    Fraction
+    """
+    if P.dim == 2:
+        return exact_area(P)
+    return _exact_measure_cached(P.H.tobytes(), P.h.tobytes(), P.n_rows, P.dim)
+
+
+@functools.lru_cache(maxsize=256)
+def _exact_measure_cached(Hb: bytes, hb: bytes, p: int, n: int) -> Fraction:
+    from .enumeration import exact_volume
+
+    return exact_volume(Polytope(H=np.frombuffer(Hb, dtype=float).reshape(p, n), h=np.frombuffer(hb, dtype=float)))
+
+
+def exact_vertices_with_tight(P: Polytope) -> "ExactVertices":
+    """The exact vertices of ``P`` (:func:`exact_vertices`) with the rows tight at each, decided exactly.
+
+    Parameters
+    ----------
+    P : Polytope
+        Bounded.
+
+    Returns
+    -------
+    scpo.reachability.enumeration.ExactVertices
+    """
+    from .enumeration import ExactVertices, integer_rows
+
+    vs = exact_vertices(P)
+    A, B = integer_rows(P)
+    tight = []
+    for v in vs:
+        tight.append(frozenset(i for i, (a, b) in enumerate(zip(A, B)) if sum(ai * vi for ai, vi in zip(a, v)) == b))
+    return ExactVertices(list(vs), tight)

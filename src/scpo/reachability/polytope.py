@@ -495,7 +495,9 @@ def reduce(P: Polytope, tol: float = DEFAULT_TOL) -> Polytope:
     whose LP is not solved to optimality is kept. The set changes by at most ``tol`` (a distance)
     along the normals of removed rows; with ``tol = 0`` only rows implied exactly (as far as
     HiGHS can tell) are removed. With more than ``4n`` rows, rows that hold on the bounding box of
-    ``P`` (``2n`` LPs, the box padded by a relative 1e-7) are dropped first without their own LP.
+    ``P`` (``2n`` LPs, the box padded by a relative 1e-7) are dropped first without their own LP;
+    rows that a ray from the Chebyshev centre shows to be facets by more than ``tol + 1e-7`` are
+    kept without their own LP (the LP would keep them too, so the result is the same).
 
     Parameters
     ----------
@@ -514,9 +516,11 @@ def reduce(P: Polytope, tol: float = DEFAULT_TOL) -> Polytope:
         return P
     if np.all(np.linalg.norm(P.H, axis=1) <= _ZERO_ROW):  # the canonical empty set
         return P
-    if is_empty(P, tol):
+    centre, radius = chebyshev_center(P)
+    if radius < -tol:  # is_empty(P, tol)
         return empty(P.dim)
     keep = np.ones(P.n_rows, dtype=bool)
+    facet = _facets_by_ray(P, centre, radius, tol)
     if P.n_rows > 4 * P.dim:
         # Cheap pre-filter: rows that hold on a bounding box of P (inflated by 1e-7 against LP
         # tolerances) are redundant; 2n LPs instead of one per such row.
@@ -529,7 +533,7 @@ def reduce(P: Polytope, tol: float = DEFAULT_TOL) -> Polytope:
             if not keep.any():  # cannot happen for a bounded set with rows; stay safe
                 keep[:] = True
     for i in range(P.n_rows):
-        if not keep[i]:
+        if not keep[i] or facet[i]:
             continue
         keep[i] = False
         others = keep.copy()
@@ -542,6 +546,26 @@ def reduce(P: Polytope, tol: float = DEFAULT_TOL) -> Polytope:
         if not (lp.status == 0 and lp.value <= P.h[i] + tol):
             keep[i] = True
     return Polytope(H=P.H[keep], h=P.h[keep])
+
+
+def _facets_by_ray(P: Polytope, centre: np.ndarray, radius: float, tol: float) -> np.ndarray:
+    """Rows shown non-redundant without an LP: the ray from the Chebyshev centre along the row's
+    normal crosses that row's hyperplane, then travels more than ``tol + 1e-7`` beyond it before it
+    meets any other row, so a point violating only that row by more than ``tol`` exists and the LP
+    of :func:`reduce` would keep the row as well (unit rows; the 1e-7 covers HiGHS's accuracy)."""
+    p = P.n_rows
+    out = np.zeros(p, dtype=bool)
+    if not (np.isfinite(radius) and radius > 0 and np.all(np.isfinite(centre))) or p > 4000:
+        return out
+    slack = P.h - P.H @ centre  # ≥ radius > 0
+    G = P.H @ P.H.T  # G[j, i] = H_j · d_i with d_i = H_i (unit rows)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t = np.where(G > 1e-12, slack[:, None] / G, np.inf)
+    t_own = np.diag(t).copy()
+    np.fill_diagonal(t, np.inf)
+    t_other = t.min(axis=0)
+    out = t_other - t_own > tol + 1e-7
+    return out
 
 
 def contains(outer: Polytope, inner: Polytope, tol: float = CONTAINMENT_TOL) -> bool:
@@ -634,11 +658,25 @@ def vertices(P: Polytope) -> np.ndarray:
     return V
 
 
-def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) -> Polytope:
+PROJECTION_METHODS = ("auto", "elimination", "hull")
+
+
+def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL, *, method: str = "auto") -> Polytope:
     """Orthogonal projection ``{x_S : ∃ x_{¬S}, (x_S, x_{¬S}) ∈ P}`` onto the coordinates ``keep``.
 
-    Block elimination of the other coordinates by cddlib (the dual generators of the
-    double-description method, floating point), then :func:`reduce` with HiGHS.
+    ``"elimination"``: block elimination of the other coordinates by cddlib (the dual generators
+    of the double-description method, floating point), then :func:`reduce` with HiGHS. Its rows
+    grow like a product of row counts per eliminated coordinate, and the LP redundancy removal of
+    them dominates the cost in three and more dimensions.
+
+    ``"hull"`` (bounded ``P`` only): the vertices of ``P`` (Qhull's half-space intersection around
+    the Chebyshev centre), projected, and the facets of their convex hull (Qhull); facets on the
+    same hyperplane (a triangulation's pieces) are merged, and a facet of a hull is never
+    redundant, so no LP redundancy removal is needed. Falls back to elimination when Qhull fails
+    or ``P`` has (almost) no interior.
+
+    ``"auto"``: elimination when ``P`` has at most three dimensions (the double integrator's
+    ``(x, u)`` sets keep their float rows), the hull otherwise.
 
     Parameters
     ----------
@@ -647,6 +685,7 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) ->
         An int ``k`` keeps the first ``k`` coordinates; a sequence lists them (in order).
     tol : float
         Redundancy tolerance of the final :func:`reduce`.
+    method : {"auto", "elimination", "hull"}
 
     Returns
     -------
@@ -654,6 +693,8 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) ->
         Dimension ``len(keep)``.
     """
     P = normalize(_check_polytope("P", P))
+    if method not in PROJECTION_METHODS:
+        raise InvalidInputError(f"method: expected one of {', '.join(PROJECTION_METHODS)}, got {method!r}")
     idx = list(range(keep)) if isinstance(keep, (int, np.integer)) else [int(i) for i in keep]
     if not idx or len(set(idx)) != len(idx) or min(idx) < 0 or max(idx) >= P.dim:
         raise InvalidInputError(f"keep: expected distinct coordinates in 0..{P.dim - 1}, got {keep!r}")
@@ -662,6 +703,10 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) ->
         return reduce(Polytope(H=P.H[:, idx], h=P.h), tol)
     if np.all(np.linalg.norm(P.H, axis=1) <= _ZERO_ROW) or is_empty(P):
         return empty(len(idx))
+    if method == "hull" or (method == "auto" and P.dim > 3):
+        out = _project_by_hull(P, idx)
+        if out is not None:
+            return out
     mat = cdd.block_elimination(_cdd_matrix(P), {j + 1 for j in drop})
     kept_sorted = sorted(idx)
     arr = np.asarray(mat.array, dtype=float)
@@ -674,6 +719,54 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL) ->
     cols = [1 + kept_sorted.index(j) for j in idx]
     H = -A[:, cols]
     return reduce(Polytope(H=H, h=A[:, 0]), tol)
+
+
+def _merge_facets(H: np.ndarray, h: np.ndarray, tol: float = 1e-9) -> Polytope:
+    """Unit rows with the same hyperplane (within ``tol`` in normal and offset) merged, keeping the loosest offset."""
+    norms = np.linalg.norm(H, axis=1)
+    H, h = H / norms[:, None], h / norms
+    order = np.lexsort(np.vstack([h, H.T[::-1]]))
+    H, h = H[order], h[order]
+    keep_H: list[np.ndarray] = []
+    keep_h: list[float] = []
+    for a, b in zip(H, h):
+        if keep_H:
+            diff = np.abs(np.asarray(keep_H[-8:]) - a).max(axis=1)
+            match = np.flatnonzero((diff <= tol) & (np.abs(np.asarray(keep_h[-8:]) - b) <= tol))
+            if match.size:
+                j = len(keep_H) - min(8, len(keep_H)) + int(match[0])
+                keep_h[j] = max(keep_h[j], float(b))
+                continue
+        keep_H.append(a)
+        keep_h.append(float(b))
+    return Polytope(H=np.array(keep_H), h=np.array(keep_h))
+
+
+def _project_by_hull(P: Polytope, idx: list[int]) -> Polytope | None:
+    """Projection of a bounded ``P`` as the hull of its projected vertices (Qhull); ``None`` to fall back."""
+    from scipy.spatial import ConvexHull, HalfspaceIntersection, QhullError
+
+    centre, radius = chebyshev_center(P)
+    scale = 1.0 + float(np.max(np.abs(centre))) if np.all(np.isfinite(centre)) else 1.0
+    if not (np.isfinite(radius) and radius > 1e-7 * scale):
+        return None
+    try:
+        hs = HalfspaceIntersection(np.hstack([P.H, -P.h[:, None]]), centre)
+        V = hs.intersections[:, idx]
+        V = V[np.all(np.isfinite(V), axis=1)]
+        if V.shape[0] <= len(idx):
+            return None
+        if len(idx) == 1:
+            return Polytope(H=np.array([[1.0], [-1.0]]), h=np.array([V.max(), -V.min()]))
+        hull = ConvexHull(V)
+    except (QhullError, ValueError):
+        return None
+    eq = hull.equations  # rows (a, c) with a·y + c ≤ 0 inside, ‖a‖ = 1
+    out = _merge_facets(eq[:, :-1], -eq[:, -1])
+    # Qhull's facets are accurate to about its own rounding: widen each offset to the largest
+    # value over the projected vertices so that every computed vertex lies inside
+    slack = np.max(V @ out.H.T - out.h, axis=0)
+    return Polytope(H=out.H, h=out.h + np.maximum(slack, 0.0))
 
 
 def area(P: Polytope) -> float:

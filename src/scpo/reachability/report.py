@@ -379,6 +379,11 @@ def _family_data(name: str, fam: ReachableSets, horizon: int, task_horizon: int)
             else f"{tname} ⊇ X_f: outer approximations of the k-step sets of X_f"
         ),
         "numerics": NUMERICS,
+        "fixed_point": fam.fixed_point,
+        "fixed_point_statement": (
+            f"R_{fam.fixed_point} = R_{fam.fixed_point - 1} (same facets up to 1e-9): the sets of every later step equal it "
+            "and were not recomputed" if fam.fixed_point is not None else "no fixed point within the steps computed"
+        ),
         "facets": fam.facets[: horizon + 1],
         "seconds": list(fam.seconds[: horizon + 1]),
         "sets": [_set_data(k, S) for k, S in enumerate(fam.sets[: horizon + 1])],

@@ -12,6 +12,10 @@ which side of ``X_f`` it lies on:
   (Gilbert–Tan), so that ``T_in`` is invariant and the ``k``-step sets are nested. Then
   ``R_k(T_in) ⊆ R_k(X_f)``: *inner* approximations.
 
+The directions are equally spaced angles in 2-D and a spherical code in ``n ≥ 3``
+(:func:`ellipsoid_directions`); in ``n ≥ 3`` their number is doubled until the scaled polytope
+contains ``(A + BK) X_f`` (:func:`directions_for_image`), which makes ``X_f ⊆ R_1(T_in)``.
+
 Both inclusions are proved exactly on the stored rows (:mod:`scpo.reachability.exact`): every
 vertex of ``T_in`` satisfies ``vᵀPv ≤ γ``; every row ``aᵀx ≤ b`` of ``T_out`` has ``b ≥ 0`` and
 ``γ aᵀP⁻¹a ≤ b²``. A row whose float right-hand side misses the exact test by rounding is
@@ -20,7 +24,7 @@ raised to the next float until it passes.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +39,22 @@ from .exact import ellipsoid_in_polytope, exact_closed_loop, polytope_in_ellipso
 from .polytope import DEFAULT_TOL, Polytope, intersect, normalize, reduce, vertices
 from .sets import check_gain, check_system, closed_loop_constraints, maximal_positively_invariant
 
-__all__ = ["TerminalTarget", "ellipsoid_directions", "ellipsoid_outer_polytope", "ellipsoid_inner_polytope", "terminal_targets"]
+__all__ = [
+    "TerminalTarget",
+    "ellipsoid_directions",
+    "spherical_code",
+    "ellipsoid_outer_polytope",
+    "ellipsoid_inner_polytope",
+    "terminal_targets",
+    "directions_for_image",
+    "MAX_DIRECTIONS",
+]
+
+MAX_DIRECTIONS = 64
+"""The most tangent directions :func:`terminal_targets` uses for ``n ≥ 3`` when it refines them. In
+3-D (the chain of integrators) 64 directions make ``X_f ⊆ R_1(T_in)``; in 4-D the count needed for
+that grows past 2,000 (the covering of the 3-sphere), so ``X_f ⊆ R_k(T_in)`` holds from some
+``k₀ > 1`` on instead (the report states ``k₀``)."""
 
 
 def _check_ellipsoid(P: Any, gamma: Any) -> tuple[np.ndarray, float]:
@@ -52,15 +71,18 @@ def _check_ellipsoid(P: Any, gamma: Any) -> tuple[np.ndarray, float]:
 def ellipsoid_directions(n: int, count: int) -> np.ndarray:
     """Unit directions ``w_j`` for the tangent polytopes, shape (M, n).
 
-    ``n = 1``: ``±1``. ``n = 2``: ``M = count`` angles ``2πj/M``. ``n ≥ 3``: the normalised
-    non-zero points of ``{−1, 0, 1}ⁿ`` (``count`` is ignored).
+    ``n = 1``: ``±1``. ``n = 2``: ``M = count`` angles ``2πj/M``. ``n ≥ 3``: a spherical code of
+    ``M = count`` points (rounded up to even), symmetric under ``w ↦ −w``, spread over the unit
+    sphere by minimising the Riesz energy ``Σ 1/‖w_i − w_j‖ⁿ`` from a seeded start (deterministic;
+    :func:`spherical_code`). The covering radius ``θ`` of the directions sets the scale
+    ``cos θ`` of the inner polytope: more directions, tighter polytopes.
 
     Parameters
     ----------
     n : int
         State dimension.
     count : int
-        ``M`` for ``n = 2`` (``≥ 3``).
+        ``M`` for ``n ≥ 2`` (``≥ 3``; ``≥ 2n`` for ``n ≥ 3``).
 
     Returns
     -------
@@ -73,8 +95,50 @@ def ellipsoid_directions(n: int, count: int) -> np.ndarray:
         count = check_int("directions", count, minimum=3)
         th = 2 * np.pi * np.arange(count) / count
         return np.stack([np.cos(th), np.sin(th)], axis=1)
-    pts = np.array([p for p in itertools.product((-1.0, 0.0, 1.0), repeat=n) if any(p)])
-    return pts / np.linalg.norm(pts, axis=1, keepdims=True)
+    count = check_int("directions", count, minimum=2 * n)
+    return spherical_code(n, count)
+
+
+@functools.lru_cache(maxsize=64)
+def _spherical_code(n: int, half: int) -> np.ndarray:
+    rng = np.random.default_rng(20240601 + n)
+    X = rng.standard_normal((half, n))
+    X[: min(n, half)] = np.eye(n)[: min(n, half)]  # the coordinate axes are always among the directions
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    step = 0.5 / math.sqrt(half)
+    for it in range(400):
+        Y = np.vstack([X, -X])
+        D = X[:, None, :] - Y[None, :, :]
+        d2 = np.einsum("ijk,ijk->ij", D, D)
+        np.fill_diagonal(d2[:, :half], np.inf)
+        F = np.einsum("ij,ijk->ik", d2 ** (-(n + 2) / 2), D)
+        F -= np.sum(F * X, axis=1, keepdims=True) * X  # tangential part
+        norm = np.linalg.norm(F, axis=1, keepdims=True)
+        X = X + step * (0.995**it) * F / np.maximum(norm.max(), 1e-300)
+        X[: min(n, half)] = np.eye(n)[: min(n, half)]
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    out = np.vstack([X, -X])
+    out.flags.writeable = False
+    return out
+
+
+def spherical_code(n: int, count: int) -> np.ndarray:
+    """``count`` well-spread unit vectors in ``Rⁿ`` (rounded up to even), antipodally symmetric, deterministic.
+
+    Parameters
+    ----------
+    n : int
+        Dimension, ``≥ 2``.
+    count : int
+        Number of directions, ``≥ 2n``; the first ``n`` are the coordinate axes.
+
+    Returns
+    -------
+    ndarray, shape (count + count % 2, n)
+    """
+    n = check_int("n", n, minimum=2)
+    count = check_int("count", count, minimum=2 * n)
+    return _spherical_code(n, (count + 1) // 2).copy()
 
 
 def _raise_until_outer(P: np.ndarray, gamma: float, H: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -157,6 +221,46 @@ def ellipsoid_inner_polytope(P: np.ndarray, gamma: float, directions: int = 64) 
     raise CertificateError("ellipsoid_inner_polytope: could not prove the scaled polytope inside the ellipsoid")
 
 
+def directions_for_image(P: np.ndarray, gamma: float, A_cl: np.ndarray, directions: int, *, limit: int = MAX_DIRECTIONS) -> int:
+    """The number of tangent directions (``n ≥ 3``) whose inner polytope contains ``A_cl X_f``.
+
+    ``directions, 2·directions, 4·directions, …`` (at most ``limit``) are tried in turn; the first
+    whose scaled tangent polytope ``{aᵀx ≤ b}`` (:func:`ellipsoid_inner_polytope`) has
+    ``sqrt(γ aᵀ A_cl P⁻¹ A_clᵀ a) ≤ (1 − 1e-6) b`` on every row (the support of the ellipsoid
+    ``A_cl X_f``, float) is returned, else ``limit``. Then ``A_cl X_f`` — itself invariant, since
+    ``A_cl X_f ⊆ X_f`` — lies in the maximal invariant subset ``T_in``, so ``X_f ⊆ R_1(T_in)``:
+    the inner targets are tight enough for the backup's one-step set to contain ``X_f``. For
+    ``n ≤ 2`` the count is returned unchanged (the 2-D constructions are kept as they were).
+
+    Parameters
+    ----------
+    P : array_like, shape (n, n)
+    gamma : float
+    A_cl : array_like, shape (n, n)
+    directions : int
+        The first count tried.
+    limit : int
+        The largest count.
+
+    Returns
+    -------
+    int
+    """
+    P, gamma = _check_ellipsoid(P, gamma)
+    n = P.shape[0]
+    if n <= 2:
+        return int(directions)
+    A_cl = as_array("A_cl", A_cl, shape=(n, n))
+    M = gamma * A_cl @ np.linalg.solve(P, A_cl.T)
+    count = max(int(directions), 2 * n)
+    while True:
+        inner = ellipsoid_inner_polytope(P, gamma, count)
+        supp = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", inner.H, M, inner.H), 0.0))
+        if np.all(supp <= (1 - 1e-6) * inner.h) or count >= limit:
+            return min(count, limit)
+        count = min(2 * count, limit)
+
+
 @dataclass(frozen=True)
 class TerminalTarget:
     """A polytopic stand-in for ``X_f`` with its relation to ``X_f``.
@@ -212,6 +316,8 @@ def terminal_targets(
     P : array_like, shape (n, n)
     gamma : float
     directions : int
+        Tangent directions; for ``n ≥ 3`` the first count tried by :func:`directions_for_image`
+        (doubled until ``X_f ⊆ R_1(T_in)``, at most :data:`MAX_DIRECTIONS` or ``directions`` if larger).
     tol : float
 
     Returns
@@ -224,6 +330,7 @@ def terminal_targets(
     if P.shape[0] != system.n:
         raise ShapeError(f"P: expected shape ({system.n}, {system.n}) to match the system, got {P.shape}")
     Xcl = closed_loop_constraints(system, K, tol)
+    directions = directions_for_image(P, gamma, system.A + system.B @ K, directions, limit=max(MAX_DIRECTIONS, directions))
     # outer
     outer_poly = reduce(intersect(ellipsoid_outer_polytope(P, gamma, directions), Xcl), tol)
     # The row scaling of reduce() rounds the offsets: round the tangent rows outward again where

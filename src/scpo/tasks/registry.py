@@ -20,6 +20,8 @@ BUILTIN_TASKS: dict[str, str] = {
     "regression": "scpo.tasks.regression:RegressionTask",
     "double-integrator": "scpo.tasks.double_integrator:DoubleIntegratorTask",
     "chain-integrator": "scpo.tasks.chain_integrator:ChainIntegratorTask",
+    "cart-pole": "scpo.tasks.cart_pole:CartPoleTask",
+    "linear": "scpo.tasks.spec:LinearSpecTask",
 }
 
 
@@ -86,6 +88,12 @@ def make_task(name: str, config: dict[str, Any] | None = None, *, seed: int = 0)
     Returns
     -------
     Task
+        For a ``module:factory`` name, ``task.name`` is that string (so that the run's records and its
+        checkpoints name the task the same way the run's ``config.json`` does).
     """
     cls = task_class(name)
-    return cls(from_mapping(cls.config_class, config, where=f"task {name!r} config"), seed=seed)
+    task = cls(from_mapping(cls.config_class, config, where=f"task {name!r} config"), seed=seed)
+    if name not in BUILTIN_TASKS:
+        # a module:factory task is named by that string, the name its run records (config.json, checkpoints)
+        task.name = name
+    return task
