@@ -5,6 +5,13 @@ times and their own plots); this module finds them next to the package's source 
 an editable install or a checkout, runs each in a subprocess with the same interpreter and
 returns what happened (:class:`BenchResult`). It prints nothing: :mod:`scpo.cli.bench` shows the
 output as it arrives (through the ``on_start`` / ``on_line`` callbacks) and picks the exit code.
+
+Scale-out (DESIGN §11). With ``workers`` or ``ray_address`` the scripts of
+:data:`PARALLEL_BENCHMARKS` run their independent units (task × method × seed) as Ray tasks
+through :func:`scpo.distributed.map_tasks` (``--workers N`` / ``--ray-address A`` are passed on);
+their tables are merged in the in-process order, so every number but the wall times is the
+in-process run's. The other scripts time their own configurations and run in-process as before
+(:attr:`ScriptRun.engine` says which). Ray is checked for before any script starts.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._validate import check_in, check_int
+from .distributed import Execution, require_ray
 from .errors import InvalidInputError
 
-__all__ = ["BENCHMARKS", "BenchResult", "ScriptRun", "find_benchmarks_dir", "run_benchmarks"]
+__all__ = ["BENCHMARKS", "PARALLEL_BENCHMARKS", "BenchResult", "ScriptRun", "find_benchmarks_dir", "run_benchmarks"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +38,9 @@ BENCHMARKS: dict[str, str] = {
     "scaling": "bench_scaling.py",
 }
 """Benchmark name -> script in ``benchmarks/``."""
+
+PARALLEL_BENCHMARKS: tuple[str, ...] = ("methods",)
+"""Benchmarks whose scripts take ``--workers`` / ``--ray-address`` (their seeds run as Ray tasks)."""
 
 ENV_VAR = "SCPO_BENCHMARKS_DIR"
 
@@ -48,12 +59,15 @@ class ScriptRun:
         Its exit status (0: success).
     output : str
         What it wrote to stdout and stderr, interleaved as it arrived.
+    engine : str
+        ``"ray"`` when its units ran as Ray tasks, else ``"in-process"``.
     """
 
     name: str
     command: list[str]
     returncode: int
     output: str
+    engine: str = "in-process"
 
     @property
     def ok(self) -> bool:
@@ -147,6 +161,8 @@ def run_benchmarks(
     extra_args: Sequence[str] = (),
     on_start: Callable[[str, list[str]], None] | None = None,
     on_line: Callable[[str], None] | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> BenchResult:
     """Run one benchmark script (or all) and return what each did; a failing script does not stop the others.
 
@@ -168,6 +184,10 @@ def run_benchmarks(
         ``(name, command)``, called before each script starts.
     on_line : callable, optional
         Called with each line of a script's output (without the newline) as it arrives.
+    workers : int, optional
+        Run the units of :data:`PARALLEL_BENCHMARKS` on a local Ray instance with this many CPUs.
+    ray_address : str, optional
+        ... or on the Ray cluster at this address.
 
     Returns
     -------
@@ -177,9 +197,13 @@ def run_benchmarks(
     Raises
     ------
     InvalidInputError
-        Unknown ``which``, a negative seed, or no benchmarks folder.
+        Unknown ``which``, a negative seed, no benchmarks folder, bad ``workers`` or
+        ``ray_address``, or Ray asked for but not installed (the message names the extra).
     """
     check_in("which", which, (*BENCHMARKS, "all"))
+    execution = Execution(workers=workers, ray_address=ray_address)
+    if execution.engine == "ray":
+        require_ray("--workers / --ray-address", load=False)
     if seeds is not None:
         seeds = [check_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
     folder = find_benchmarks_dir(benchmarks_dir)
@@ -193,10 +217,14 @@ def run_benchmarks(
             cmd.append("--quick")
         if seeds:
             cmd += ["--seeds", *map(str, seeds)]
+        engine = execution.engine if name in PARALLEL_BENCHMARKS else "in-process"
+        if engine == "ray":
+            cmd += ["--workers", str(execution.workers)] if execution.workers is not None else []
+            cmd += ["--ray-address", execution.ray_address] if execution.ray_address is not None else []
         cmd += list(extra_args)
         logger.info("running %s", " ".join(cmd))
         if on_start is not None:
             on_start(name, cmd)
         code, output = _run_script(cmd, folder.parent, on_line)
-        runs.append(ScriptRun(name=name, command=cmd, returncode=code, output=output))
+        runs.append(ScriptRun(name=name, command=cmd, returncode=code, output=output, engine=engine))
     return BenchResult(out=out, runs=runs)

@@ -27,6 +27,7 @@ __all__ = [
     "CertificateError",
     "UnsafeStartError",
     "SolverError",
+    "ExecutionError",
 ]
 
 
@@ -72,3 +73,8 @@ class UnsafeStartError(CertificateError):
 
 class SolverError(ScpoError, RuntimeError):
     """No solver in the fallback chain returned an optimal solution."""
+
+
+class ExecutionError(ScpoError, RuntimeError):
+    """A task could not be computed: its worker died more often than the retries allow, or the
+    cluster was lost. Neither bad input nor a failed certificate."""

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("scpo._validate",),
     ("scpo.config",),
     ("scpo._io",),
+    ("scpo.distributed",),
     ("scpo.plotting",),
     ("scpo.systems",),
     ("scpo.policies",),

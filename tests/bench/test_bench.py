@@ -122,3 +122,59 @@ def test_quick_methods_benchmark_end_to_end(tmp_path):
     assert int(rows["plain-bank"]["violating_iterates_train"]) == 0
     assert int(rows["unconstrained"]["violating_iterates_train"]) > 0
     assert (tmp_path / "methods.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- scale-out (Ray)
+def test_workers_and_address_reach_only_the_parallel_scripts(fake_benchmarks, tmp_path, monkeypatch):
+    import scpo.distributed
+
+    from scpo.bench import PARALLEL_BENCHMARKS
+
+    monkeypatch.setattr(scpo.distributed, "ray_available", lambda: True)  # the fake scripts never start Ray
+    out = tmp_path / "out"
+    res = run_benchmarks("all", True, out, [0, 1], benchmarks_dir=fake_benchmarks, workers=2, ray_address="auto")
+    assert PARALLEL_BENCHMARKS == ("methods",)
+    assert [(r.name, r.engine) for r in res.runs] == [("methods", "ray"), ("ablations", "in-process"), ("scaling", "in-process")]
+    args = {c["script"]: c["args"] for c in calls(out)}
+    assert args["bench_methods.py"][-4:] == ["--workers", "2", "--ray-address", "auto"]
+    assert "--workers" not in args["bench_ablations.py"] and "--workers" not in args["bench_scaling.py"]
+
+
+def test_asking_for_ray_without_ray_fails_before_any_script_runs(fake_benchmarks, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInputError, match=r'pip install -e "\.\[ray\]"'):
+        run_benchmarks("methods", True, out, None, benchmarks_dir=fake_benchmarks, workers=2)
+    assert not (out / "calls.jsonl").exists()
+    monkeypatch.setenv("SCPO_BENCHMARKS_DIR", str(fake_benchmarks))
+    res = CliRunner().invoke(app, ["bench", "methods", "--out", str(out), "--workers", "2"])
+    assert res.exit_code == 2 and 'pip install -e ".[ray]"' in res.output, res.output
+    res = CliRunner().invoke(app, ["bench", "methods", "--out", str(out), "--workers", "0"])
+    assert res.exit_code == 2 and "workers: expected" in res.output, res.output
+
+
+TIMINGS = {"wall_s", "evaluation_s", "gradient_s", "projection_s", "wall_s_to_90pct"}
+
+
+@pytest.mark.slow
+def test_methods_benchmark_on_two_ray_workers_gives_the_in_process_numbers(tmp_path):
+    # Four units (2 methods × 2 seeds, quick budgets, fine-grid check on) in this process and as
+    # Ray tasks on a local 2-CPU instance: every column but the wall times must be the same text.
+    import csv
+
+    from scpo.distributed import ray_available
+
+    if not ray_available():
+        pytest.skip('Ray is not installed (optional extra: pip install -e ".[ray]")')
+    extra = ["--tasks", "regression", "--methods", "scpo", "penalty"]
+    here = run_benchmarks("methods", True, tmp_path / "here", [0, 1], extra_args=extra)
+    there = run_benchmarks("methods", True, tmp_path / "ray", [0, 1], extra_args=extra, workers=2)
+    assert here.ok and there.ok, (here.runs[0].output[-2000:], there.runs[0].output[-2000:])
+    assert there.runs[0].engine == "ray" and "--workers" in there.runs[0].command
+    a = list(csv.DictReader(open(tmp_path / "here" / "methods_runs.csv")))
+    b = list(csv.DictReader(open(tmp_path / "ray" / "methods_runs.csv")))
+    assert [(r["method"], r["seed"]) for r in a] == [("scpo", "0"), ("scpo", "1"), ("penalty", "0"), ("penalty", "1")]
+    assert [{k: v for k, v in r.items() if k not in TIMINGS} for r in a] == [{k: v for k, v in r.items() if k not in TIMINGS} for r in b]
+    assert int(a[0]["violating_iterates_train"]) == 0 and int(a[2]["violating_iterates_train"]) > 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from ..errors import CertificateError, InvalidInputError, ScpoError, SolverError, UnsupportedError
+from ..errors import CertificateError, ExecutionError, InvalidInputError, ScpoError, SolverError, UnsupportedError
 from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED
 
 __all__ = ["err", "fail", "exit_code_of"]
@@ -56,6 +56,8 @@ def fail(exc: BaseException) -> typer.Exit:
         err(f"error: {exc}")
     elif isinstance(exc, SolverError):
         err(f"solver failure: {exc}")
+    elif isinstance(exc, ExecutionError):
+        err(f"execution failed: {exc}")
     else:
         raise exc
     return typer.Exit(exit_code_of(exc))
