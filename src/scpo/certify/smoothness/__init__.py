@@ -25,7 +25,8 @@ Modules::
     norm_chain        method (b): norm chains through the MLP and through unrolled closed loops
     lower             estimated lower bounds (power iteration, ascent, second differences)
     certificate       smoothness_bounds (every row of g), certified_L (the projector's certified mode)
-    verify            per-row verdicts for the L a run used, the record-only radius
+    subspace          the curvature (★) needs: sound bounds restricted to the bank's span (subspace_smoothness_bounds)
+    verify            per-row verdicts for the L a run used, the record-only radius, the figure
 
 Floating point. Everything is float64 with round-to-nearest. Interval operations carry
 midpoint-radius slack (:mod:`scpo.certify.intervals`); norms from eigen/singular value routines are
@@ -38,33 +39,64 @@ so no finite ``L`` exists. The region certificate does not need ``L`` and still 
 
 from .certificate import METHODS, certified_L, smoothness_bounds
 from .interval_hessian import mlp_hessian_bound_interval, mlp_hessian_factors
-from .lower import curvature_search, row_function, smoothness_lower_bounds, static_row_outputs
+from .lower import curvature_search, exact_curvature_search, row_function, second_difference_lower_bounds, smoothness_lower_bounds, static_row_outputs
 from .norm_chain import mlp_hessian_bound_chain, rollout_hessian_bound_chain
 from .types import REGION_KINDS, ROWS_STATEMENT, SMOOTHNESS_MARGIN, LowerBounds, Region, SmoothnessCertificate
-from .verify import MAX_LOWER_ROWS, ROW_VERDICTS, SmoothnessVerification, record_region_radius, select_lower_rows, verify_smoothness
+from .subspace import (
+    SUBSPACE_STATEMENT,
+    SubspaceCertificate,
+    subspace_basis,
+    subspace_certified_L,
+    subspace_row_hessians,
+    subspace_smoothness_bounds,
+)
+from .verify import (
+    BOUNDS,
+    ROW_VERDICTS,
+    SAMPLE_ROWS,
+    WORST_ROWS,
+    SmoothnessVerification,
+    clopper_pearson,
+    record_region_radius,
+    select_lower_rows,
+    verification_figure,
+    verify_smoothness,
+)
 
 __all__ = [
-    "MAX_LOWER_ROWS",
+    "BOUNDS",
     "METHODS",
     "REGION_KINDS",
     "ROWS_STATEMENT",
     "ROW_VERDICTS",
+    "SAMPLE_ROWS",
     "SMOOTHNESS_MARGIN",
+    "SUBSPACE_STATEMENT",
+    "WORST_ROWS",
     "LowerBounds",
     "Region",
     "SmoothnessCertificate",
     "SmoothnessVerification",
+    "SubspaceCertificate",
     "certified_L",
+    "clopper_pearson",
     "curvature_search",
+    "exact_curvature_search",
     "mlp_hessian_bound_chain",
     "mlp_hessian_bound_interval",
     "mlp_hessian_factors",
     "record_region_radius",
     "rollout_hessian_bound_chain",
     "row_function",
+    "second_difference_lower_bounds",
     "select_lower_rows",
     "smoothness_bounds",
     "smoothness_lower_bounds",
     "static_row_outputs",
+    "subspace_basis",
+    "subspace_certified_L",
+    "subspace_row_hessians",
+    "subspace_smoothness_bounds",
+    "verification_figure",
     "verify_smoothness",
 ]

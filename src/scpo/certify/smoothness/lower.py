@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..._validate import as_array, check_in, check_int, check_positive
-from ...errors import InvalidInputError, UnsupportedError
+from ...errors import InvalidInputError, ShapeError, UnsupportedError
 from ...numerics import UNIT_ROUNDOFF as _U
 from ...policies import MLPStructure
 from ...systems import ROW_AGGREGATIONS, ClosedLoopProblem, constraint_rows, rollout
@@ -30,7 +30,8 @@ from ..bounds.network import feedback_policy
 from ._batch import DT
 from .types import LowerBounds, Region
 
-__all__ = ["row_function", "curvature_search", "smoothness_lower_bounds", "static_row_outputs"]
+__all__ = ["row_function", "curvature_search", "exact_curvature_search", "smoothness_lower_bounds", "static_row_outputs",
+           "second_difference_lower_bounds"]
 
 
 def point_rows(problem: ClosedLoopProblem, structure: MLPStructure, theta: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -236,19 +237,131 @@ def curvature_search(
     return {k: v_.detach().numpy().copy() for k, v_ in out.items()}
 
 
-def _chunked_search(fn, theta, ctx, region, chunk, kw) -> dict[str, np.ndarray]:
+_EXACT_DIM = 64  # subspaces up to this dimension get the exact-Hessian search
+
+
+def _restricted(fn: Callable[..., torch.Tensor], theta: torch.Tensor, Q: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """``a ↦ fn(θ + Qa, …)``: a row restricted to the affine subspace ``θ + span(Q)``."""
+
+    def psi(a, *ctx):
+        return fn(theta + Q @ a, *ctx)
+
+    return psi
+
+
+def exact_curvature_search(
+    fn: Callable[..., torch.Tensor],
+    dim: int,
+    contexts: Sequence[torch.Tensor],
+    radius: float,
+    *,
+    ascent_steps: int = 4,
+    centre_hessians: torch.Tensor | np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Largest observed ``‖∇²fn(a)‖₂`` over the ball ``‖a‖ ≤ radius`` of a low-dimensional ``a`` (``estimated``).
+
+    For a function of few variables (a row restricted to the bank's subspace, ``dim ≤ 64``) the
+    Hessian at the centre is computed whole (or given), so its top eigenpair ``(λ, v)`` is exact
+    (what power iteration approximates). Then: the second difference along ``±radius·v``; projected
+    ascent of ``s·vᵀ∇²fn(a)v`` over the ball (``s = sign λ``; gradients of the second directional
+    derivative, forward-over-forward inside reverse mode); at the end ``‖∇²fn(a)v‖`` at the best
+    point. Every figure is a valid lower bound of ``sup_{‖a‖≤radius} ‖∇²fn(a)‖₂`` in exact
+    arithmetic (second differences less ``8u`` times the magnitudes).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(a (dim,), *ctx) -> scalar tensor``.
+    dim : int
+        Number of variables.
+    contexts : sequence of Tensor
+        Each with leading dimension ``n`` (one entry per row examined).
+    radius : float
+        ``≥ 0``.
+    ascent_steps : int
+        Moves of the projected ascent.
+    centre_hessians : Tensor or ndarray, shape (n, dim, dim), optional
+        ``∇²fn(0)`` per context, if already known (e.g. :func:`~scpo.certify.smoothness.subspace_row_hessians`).
+
+    Returns
+    -------
+    dict of ndarray (n,)
+        ``lower``, ``power_centre`` (the top ``|eig|`` at the centre), ``second_diff_eig``,
+        ``second_diff_random`` (zeros: no random directions here), ``ascent``.
+    """
+    from torch.func import grad, jvp, vmap
+
+    check_int("dim", dim, minimum=1)
+    check_int("ascent_steps", ascent_steps, minimum=0)
+    ctx = [torch.as_tensor(c) for c in contexts]
+    n = ctx[0].shape[0]
+
+    def hvp(a, v, *c):
+        return jvp(lambda t: grad(fn)(t, *c), (a,), (v,))[1]
+
+    def curv(a, v, *c):  # vᵀ∇²fn(a)v, the second directional derivative
+        return jvp(lambda t: jvp(lambda s_: fn(s_, *c), (t,), (v,))[1], (a,), (v,))[1]
+
+    vfn, vhvp, vcurv, vgrad = vmap(fn), vmap(hvp), vmap(curv), vmap(grad(curv))
+    a = torch.zeros(n, dim, dtype=DT)
+    if centre_hessians is None:
+        eye = torch.eye(dim, dtype=DT)
+        H = vmap(lambda a1, *c: vmap(lambda v: hvp(a1, v, *c))(eye))(a, *ctx)
+    else:
+        H = torch.as_tensor(centre_hessians, dtype=DT)
+        if tuple(H.shape) != (n, dim, dim):
+            raise ShapeError(f"centre_hessians: expected shape ({n}, {dim}, {dim}), got {tuple(H.shape)}")
+    e, V = torch.linalg.eigh((H + H.transpose(-1, -2)) / 2)
+    i = e.abs().argmax(-1)
+    idx = torch.arange(n)
+    lam, v = e[idx, i], V[idx, :, i]
+    centre = lam.abs()
+    best = centre.clone()
+    sd = torch.zeros(n, dtype=DT)
+    if radius > 0:
+        with torch.no_grad():
+            f0, fp, fm = vfn(a, *ctx), vfn(a + radius * v, *ctx), vfn(a - radius * v, *ctx)
+            num = (fp + fm - 2 * f0).abs() - 8 * _U * (fp.abs() + fm.abs() + 2 * f0.abs())
+            sd = (num / radius**2).clamp(min=0.0)
+        sgn = torch.where(lam >= 0, 1.0, -1.0).to(DT)[:, None]
+        best_a = a.clone()
+        for k in range(ascent_steps):
+            g = vgrad(a, v, *ctx) * sgn
+            gn = torch.linalg.vector_norm(g, dim=-1, keepdim=True)
+            a = a + torch.where(gn > 0, g / torch.clamp(gn, min=1e-300), torch.zeros_like(g)) * (radius / (k + 1))
+            na = torch.linalg.vector_norm(a, dim=-1, keepdim=True)
+            a = torch.where(na > radius, a * (radius / torch.clamp(na, min=1e-300)), a)
+            with torch.no_grad():
+                val = vcurv(a, v, *ctx).abs()
+            better = val > best
+            best = torch.where(better, val, best)
+            best_a = torch.where(better[:, None], a, best_a)
+        if ascent_steps:
+            with torch.no_grad():
+                best = torch.maximum(best, torch.linalg.vector_norm(vhvp(best_a, v, *ctx), dim=-1))  # ‖H(a)v‖ ≤ ‖H(a)‖
+    out = {"power_centre": centre, "second_diff_eig": sd, "second_diff_random": torch.zeros(n, dtype=DT), "ascent": best}
+    out["lower"] = torch.stack([centre, sd, best]).amax(0)
+    return {k: v_.detach().numpy().copy() for k, v_ in out.items()}
+
+
+def _chunked_search(fn, theta, ctx, region, chunk, kw, exact: bool = False, centre=None) -> dict[str, np.ndarray]:
+    """The search over batches of ``chunk`` rows; ``exact``: whole Hessians (low-dimensional ``θ``), ``centre`` if known."""
     n = ctx[0].shape[0]
     parts: list[dict[str, np.ndarray]] = []
     for i in range(0, n, chunk):
-        parts.append(curvature_search(fn, theta, [c[i : i + chunk] for c in ctx], region, **kw))
+        part = [c[i : i + chunk] for c in ctx]
+        if exact:
+            parts.append(exact_curvature_search(fn, int(theta.shape[0]), part, region.radius, ascent_steps=min(kw["ascent_steps"], 4),
+                                                centre_hessians=None if centre is None else centre[i : i + chunk]))
+        else:
+            parts.append(curvature_search(fn, theta, part, region, **kw))
     if not parts:
         return {k: np.zeros(0) for k in ("lower", "power_centre", "second_diff_eig", "second_diff_random", "ascent")}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _static_lower(problem, structure, theta, states, rows, region, chunk, kw) -> LowerBounds:
+def _static_lower(problem, structure, fn, theta, states, rows, region, chunk, kw, exact) -> LowerBounds:
     """Per-row rows of a static problem: one search per (state, output); rows on one output share it."""
-    fn, _ = row_function(problem, structure)
     q = problem.layout.n_rows
     outputs, coef = static_row_outputs(problem)
     rep_of_output = {int(o): int(np.flatnonzero(outputs == o)[0]) for o in np.unique(outputs)}
@@ -258,7 +371,7 @@ def _static_lower(problem, structure, theta, states, rows, region, chunk, kw) ->
     rep = np.array([rep_of_output[int(k % structure.out_dim)] for k in uniq], dtype=int)
     ctx = [torch.as_tensor(states[uniq // structure.out_dim]), torch.as_tensor(np.asarray(problem.Hu)[rep]),
            torch.as_tensor(np.asarray(problem.hu)[rep])]
-    res = _chunked_search(fn, theta, ctx, region, chunk, kw)
+    res = _chunked_search(fn, theta, ctx, region, chunk, kw, exact)
     scale = np.abs(coef[j_idx]) / np.abs(coef[rep][inv])
     details = {k: (v[inv] if np.all(scale == 1.0) else v[inv] * scale) for k, v in res.items()}
     return LowerBounds(rows=rows, values=details["lower"], details=details, region=region)
@@ -289,11 +402,14 @@ def smoothness_lower_bounds(
     n_random: int = 8,
     seed: int = 0,
     chunk: int = 128,
+    basis: np.ndarray | None = None,
 ) -> LowerBounds:
     """``estimated`` lower bounds on the curvature of rows of ``g`` over the region.
 
     ``g`` is ``aggregate_rows(constraint_rows(rollout(problem, π_θ, states)), aggregation)``:
-    ``S·R`` rows (state-major) for ``per-row``, ``S`` otherwise.
+    ``S·R`` rows (state-major) for ``per-row``, ``S`` otherwise. With a ``basis`` ``Q`` (d, m) the
+    search runs on ``ψ_i(a) = g_i(θ + Qa)`` over ``‖a‖ ≤ radius`` (the region must then be a
+    ball): lower bounds of ``sup ‖Qᵀ∇²g_i(θ+Qa)Q‖₂``, the subspace curvature that (★) needs.
 
     Parameters
     ----------
@@ -323,6 +439,8 @@ def smoothness_lower_bounds(
     seed : int
     chunk : int
         Rows per vectorised batch.
+    basis : ndarray, shape (d, m), optional
+        Orthonormal basis of a subspace (:func:`~scpo.certify.smoothness.subspace_basis`).
 
     Returns
     -------
@@ -340,10 +458,20 @@ def smoothness_lower_bounds(
         raise InvalidInputError(f"rows: expected indices in [0, {N}), got range [{rows.min()}, {rows.max()}]")
     kw = dict(power_iters=power_iters, ascent_steps=ascent_steps, n_random=n_random, seed=seed)
     fn, kind = row_function(problem, structure, aggregation, temperature)
+    search_at = theta
+    if basis is not None:
+        Q = as_array("basis", basis, ndim=2)
+        if Q.shape[0] != structure.dim or Q.shape[1] < 1:
+            raise InvalidInputError(f"basis: expected shape ({structure.dim}, m) with m ≥ 1, got {Q.shape}")
+        if region.kind != "ball":
+            raise InvalidInputError(f"region: a subspace search needs a ball, got {region.kind!r}")
+        fn = _restricted(fn, torch.as_tensor(theta, dtype=DT), torch.as_tensor(Q, dtype=DT))
+        search_at = np.zeros(Q.shape[1])
+    exact = basis is not None and search_at.shape[0] <= _EXACT_DIM
     if kind == "static":
-        return _static_lower(problem, structure, theta, states, rows, region, chunk, kw)
+        return _static_lower(problem, structure, fn, search_at, states, rows, region, chunk, kw, exact)
     if kind == "rollout-lse":
-        res = _chunked_search(fn, theta, [torch.as_tensor(states[rows])], region, chunk, kw)
+        res = _chunked_search(fn, search_at, [torch.as_tensor(states[rows])], region, chunk, kw, exact)
         return LowerBounds(rows=rows, values=res["lower"], details=res, region=region)
     if aggregation == "per-row":
         s_idx, r_idx = rows // R, rows % R
@@ -356,7 +484,13 @@ def smoothness_lower_bounds(
         own = np.concatenate([np.arange(rows.size)] * len(cand))
     onehot = np.zeros((s_idx.size, R))
     onehot[np.arange(s_idx.size), r_idx] = 1.0
-    res = _chunked_search(fn, theta, [torch.as_tensor(states[s_idx]), torch.as_tensor(onehot)], region, chunk, kw)
+    centre = None
+    if exact:  # the centre Hessians of every searched row from one forward propagation of their states
+        from .subspace import subspace_row_hessians
+
+        uniq, inv = np.unique(s_idx, return_inverse=True)
+        centre = subspace_row_hessians(problem, structure, theta, states[uniq], basis)[inv, r_idx]
+    res = _chunked_search(fn, search_at, [torch.as_tensor(states[s_idx]), torch.as_tensor(onehot)], region, chunk, kw, exact, centre)
     details = {}
     for k, v in res.items():
         agg = np.zeros(rows.size)
@@ -364,3 +498,94 @@ def smoothness_lower_bounds(
         details[k] = agg
     details["underlying_row"] = r_idx[: rows.size].astype(float)
     return LowerBounds(rows=rows, values=details["lower"], details=details, region=region)
+
+
+def _rows_at(problem: ClosedLoopProblem, structure: MLPStructure, thetas: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """Every rollout row for a batch of parameter vectors: (P, d), (S, n) -> (P, S, R)."""
+    K = problem.tensors(thetas.device, thetas.dtype)["K"]
+    params = structure.unflatten(thetas)
+
+    def policy(x):
+        return x @ K.T + structure.forward_batched(params, x)
+
+    return constraint_rows(problem, rollout(problem, policy, x0, problem.horizon))
+
+
+def second_difference_lower_bounds(
+    problem: ClosedLoopProblem,
+    structure: MLPStructure,
+    theta: np.ndarray,
+    states: np.ndarray,
+    directions: np.ndarray,
+    step: float,
+    *,
+    aggregation: str = "per-row",
+    temperature: float = 0.02,
+    chunk: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``estimated`` lower bounds of every row's curvature from second differences along given directions.
+
+    For unit directions ``u_k`` and ``h = step``,
+    ``|g(θ+hu) + g(θ−hu) − 2g(θ)| / h² = |uᵀ∇²g(ξ)u|`` for some ``ξ`` on the segment, so the largest
+    quotient (less ``8u`` times the magnitudes over ``h²``, its rounding) is a lower bound of
+    ``sup_{‖θ'−θ‖≤h, θ' ∈ θ+span(u)} ‖∇²g‖₂`` — and of the subspace curvature when the ``u_k`` lie in
+    the subspace. Batched: ``2K + 1`` rollouts of every state, all rows at once. ``max`` rows use the
+    underlying rows (the maximum itself has kinks whose second differences mean nothing) and give
+    the largest underlying quotient; ``lse`` rows use the smooth log-sum-exp itself.
+
+    Parameters
+    ----------
+    problem : ClosedLoopProblem
+    structure : MLPStructure
+        The residual.
+    theta : ndarray, shape (d,)
+    states : ndarray, shape (S, n)
+    directions : ndarray, shape (K, d)
+        Non-zero directions (normalised here), e.g. the bank offsets or the columns of its basis.
+    step : float
+        ``h > 0``.
+    aggregation : {"per-row", "max", "lse"}
+    temperature : float
+        ``τ`` of the log-sum-exp rows.
+    chunk : int
+        States per batch.
+
+    Returns
+    -------
+    lower : ndarray, shape (N,)
+        The largest quotient per row of ``g`` (clamped at 0).
+    best_direction : ndarray of int, shape (N,)
+        Which direction gave it.
+    """
+    check_in("aggregation", aggregation, ROW_AGGREGATIONS)
+    h = check_positive("step", step)
+    theta = as_array("theta", theta, shape=(structure.dim,))
+    states = as_array("states", states, shape=(None, problem.n))
+    U = as_array("directions", directions, shape=(None, structure.dim))
+    nrm = np.linalg.norm(U, axis=1)
+    if U.shape[0] == 0 or np.any(nrm == 0):
+        raise InvalidInputError(f"directions: expected at least one non-zero direction, got {U.shape[0]} ({int(np.sum(nrm == 0))} zero)")
+    U = U / nrm[:, None]
+    tau = check_positive("temperature", temperature) if aggregation == "lse" else None
+    th = torch.as_tensor(theta, dtype=DT)
+    Ut = torch.as_tensor(U, dtype=DT)
+    thetas = torch.cat([th[None], th[None] + h * Ut, th[None] - h * Ut])
+    k = U.shape[0]
+    outs, args = [], []
+    with torch.no_grad():
+        for i in range(0, states.shape[0], chunk):
+            rows = _rows_at(problem, structure, thetas, torch.as_tensor(states[i : i + chunk], dtype=DT))  # (2K+1, s, R)
+            if aggregation == "lse":
+                rows = tau * torch.logsumexp(rows / tau, dim=-1, keepdim=True)
+            f0, fp, fm = rows[0], rows[1 : k + 1], rows[k + 1 :]
+            num = (fp + fm - 2 * f0).abs() - 8 * _U * (fp.abs() + fm.abs() + 2 * f0.abs())
+            q = (num / (h * h)).clamp(min=0.0)  # (K, s, R')
+            best, arg = q.max(dim=0)
+            if aggregation == "max":
+                best, j = best.max(dim=-1, keepdim=True)
+                arg = arg.gather(-1, j)
+            outs.append(best.reshape(-1).numpy())
+            args.append(arg.reshape(-1).numpy())
+    if not outs:
+        return np.zeros(0), np.zeros(0, dtype=int)
+    return np.concatenate(outs), np.concatenate(args).astype(int)
