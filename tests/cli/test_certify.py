@@ -141,3 +141,48 @@ def test_certify_exit_0_when_every_box_is_certified_and_1_when_one_fails(small_r
     data = json.loads(run.paths.gridcells_certificate(50).read_text())
     assert not data["claims"][0]["holds"] and data["failed_boxes"]
     assert data["summary"]["failed_violated"] > 0 and "violated at x0" in res.stdout
+
+
+def _without_times(path):
+    """The certificate file without its wall-clock fields (every key that names a time), at any depth."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if "time" not in k and k != "created"}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return strip(json.loads(path.read_text()))
+
+
+def test_region_cover_on_two_ray_workers_writes_the_in_process_certificate(small_run):
+    # Reference: the same command in this process with the same --task-leaves (the batching fixes the bits).
+    from scpo.distributed import ray_available, shutdown
+
+    if not ray_available():
+        pytest.skip('Ray is not installed (optional extra: pip install -e ".[ray]"); the Ray engine is not exercised here')
+    run = load_run(small_run)
+    _write_strong(run, it=60, scale=0.1)
+    path = run.paths.region_certificate(60)
+    codes = []
+    for extra in ((), ("--workers", 2)):
+        res = invoke(small_run, "--iteration", 60, "--max-depth", 3, "--task-leaves", 16, *extra)
+        codes.append(res.exit_code)
+        assert res.exit_code in (0, 1), res.output
+        if not extra:
+            here = _without_times(path)
+    shutdown()
+    there = _without_times(path)
+    assert codes[0] == codes[1] and json.dumps(here, sort_keys=True) == json.dumps(there, sort_keys=True)
+
+
+def test_distribution_flags_are_checked(small_run):
+    res = invoke(small_run, "--iteration", 0, "--workers", 0)
+    assert res.exit_code == 2 and "workers: expected" in res.output, res.output
+    res = invoke(small_run, "--iteration", 0, "--cover", "grid-cells", "--task-leaves", 8)
+    assert res.exit_code == 2 and "only the region cover" in res.output, res.output
+    import torch
+
+    if not torch.cuda.is_available():
+        res = invoke(small_run, "--iteration", 0, "--device", "cuda")
+        assert res.exit_code == 2 and "cuda" in res.output.lower() and "Traceback" not in res.output, res.output

@@ -71,16 +71,16 @@ def _ibp(loop: ClosedLoop, problem: ClosedLoopProblem, lo: np.ndarray, hi: np.nd
     rb = bound_rollout(loop, as_boxes(lo, hi, n=problem.n), problem.horizon, method="ibp", state_rows=problem.Hx,
                        input_rows=problem.Hu, terminal_P=problem.P if problem.has_terminal else None, margin=margin)
     B = lo.shape[0]
-    st = (rb.state_rows.upper[:, 1:, :] - torch.tensor(problem.hx)).reshape(B, -1).numpy()
-    inp = (rb.input_rows.upper - torch.tensor(problem.hu)).reshape(B, -1).numpy()
+    st = (rb.state_rows.upper[:, 1:, :] - torch.tensor(problem.hx)).reshape(B, -1).cpu().numpy()
+    inp = (rb.input_rows.upper - torch.tensor(problem.hu)).reshape(B, -1).cpu().numpy()
     rows = np.concatenate([st, inp], axis=1)
     if not problem.has_terminal:
         return _finish(rows, np.full(B, -np.inf))
-    quad = rb.terminal_upper.numpy() - problem.gamma
+    quad = rb.terminal_upper.cpu().numpy() - problem.gamma
     quad = quad + margin.rel * (np.abs(quad) + abs(problem.gamma)) + margin.abs
     term = quad
     if target is not None:
-        xl, xu = rb.states.lower[:, -1, :].numpy(), rb.states.upper[:, -1, :].numpy()
+        xl, xu = rb.states.lower[:, -1, :].cpu().numpy(), rb.states.upper[:, -1, :].cpu().numpy()
         H, h = target.H, target.h
         tr = np.maximum(xl[:, None, :] * H[None], xu[:, None, :] * H[None]).sum(-1) - h
         tr = tr + margin.rel * (np.abs(xl[:, None, :] * H[None]).sum(-1) + np.abs(xu[:, None, :] * H[None]).sum(-1) + np.abs(h)) + margin.abs
@@ -93,7 +93,7 @@ def _concretise(coef: torch.Tensor, offset: torch.Tensor, V: torch.Tensor, margi
     vals = torch.einsum("brn,bkn->brk", coef, V)
     mag = torch.einsum("brn,bkn->brk", coef.abs(), V.abs())
     up = vals.max(dim=-1).values + offset + margin.rel * mag.max(dim=-1).values + margin.abs
-    return up.numpy()
+    return up.cpu().numpy()
 
 
 def _crown(loop: ClosedLoop, problem: ClosedLoopProblem, lo: np.ndarray, hi: np.ndarray, vertices: list[np.ndarray],
@@ -113,7 +113,7 @@ def _crown(loop: ClosedLoop, problem: ClosedLoopProblem, lo: np.ndarray, hi: np.
     rows = up[:, : T * (p + q)] - rhs
     if not problem.has_terminal:
         return _finish(rows, np.full(B, -np.inf))
-    quad = aff.terminal_quadratic.numpy() - problem.gamma
+    quad = aff.terminal_quadratic.cpu().numpy() - problem.gamma
     quad = quad + margin.rel * (np.abs(quad) + abs(problem.gamma)) + margin.abs
     term = np.minimum(quad, up[:, T * (p + q):].max(axis=1)) if target is not None else quad
     return _finish(rows, term)

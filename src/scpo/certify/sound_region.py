@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .._validate import check_int
+from ..distributed import Execution
 from ..errors import InvalidInputError
 from ..evidence import Claim, Level, _jsonable
 from ..numerics import DEFAULT_MARGIN, Margin
@@ -41,6 +42,7 @@ from .bounds import closed_loop
 from .bounds.network import ClosedLoop
 from .declared import DeclaredRegion
 from .leaf_bounds import leaf_bounds
+from .parallel import parallel_leaf_bounds
 from .partition import Partition, root_grid
 
 __all__ = ["GateConfig", "RegionCertificate", "RegionCertifier", "REGION_CERTIFICATE_KIND", "region_digest", "canonical_json",
@@ -97,6 +99,13 @@ class GateConfig:
     threads : int or None
         ``torch.set_num_threads`` while certifying (restored afterwards); the work per operation is
         small, so one thread avoids oversubscription.
+    task_leaves : int or None
+        Leaves per task when the bounding runs through :mod:`scpo.distributed` (None: one call per
+        round and method). The batching, not the engine, fixes the bits of the bounds, so the
+        certificate's bytes are the same in this process and on Ray for the same value (recorded).
+    device : str
+        ``"cpu"`` or ``"cuda[:K]"``: where the leaf bounds are computed (the margin is applied to the
+        float64 result, as on the CPU).
     """
 
     cells_per_axis: int = 16
@@ -109,8 +118,18 @@ class GateConfig:
     merge_slack: float | None = 1e-3
     max_searched: int = 64
     threads: int | None = 1
+    task_leaves: int | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from ..distributed import check_device
+
+        if self.task_leaves is not None:
+            check_int("task_leaves", self.task_leaves, minimum=1)
+        if not isinstance(self.device, str):
+            raise InvalidInputError(f"device: expected 'cpu', 'cuda' or 'cuda:K', got {self.device!r}")
+        if self.device != "cpu":
+            check_device(self.device)
         check_int("cells_per_axis", self.cells_per_axis, minimum=1)
         check_int("max_depth", self.max_depth, minimum=0, maximum=60)
         check_int("max_leaves", self.max_leaves, minimum=1)
@@ -250,10 +269,17 @@ class RegionCertifier:
     region : DeclaredRegion
         ``C`` (and ``T_in`` for the terminal check).
     config : GateConfig, optional
+    execution : Execution, optional
+        Where the leaves are bounded (:mod:`scpo.distributed`); default: in this process. With an
+        engine or ``config.task_leaves`` set, each round's leaves go out in batches of
+        ``task_leaves`` and come back in order.
     """
 
     def __init__(self, problem: ClosedLoopProblem, structure: MLPStructure, region: DeclaredRegion,
-                 config: GateConfig | None = None) -> None:
+                 config: GateConfig | None = None, execution: Execution | None = None) -> None:
+        if execution is not None and not isinstance(execution, Execution):
+            raise InvalidInputError(f"execution: expected a scpo.distributed.Execution, got {type(execution).__name__}")
+        self.execution = execution
         if region.n != problem.n:
             raise InvalidInputError(f"region: expected a region of dimension {problem.n}, got {region.n}")
         self.problem = problem
@@ -291,6 +317,11 @@ class RegionCertifier:
     def _bound(self, loop: ClosedLoop, part: Partition, idx: np.ndarray, method: str):
         lo, hi = part.lower[idx], part.upper[idx]
         V = [part.clips[i].vertices for i in idx]
+        cfg = self.config
+        if self.execution is not None or cfg.task_leaves is not None or cfg.device != "cpu":
+            return parallel_leaf_bounds(loop, self.problem, lo, hi, V, method=method, target=self.region.terminal_target,
+                                        margin=cfg.margin, execution=self.execution, task_leaves=cfg.task_leaves,
+                                        threads=cfg.threads, device=cfg.device)
         return leaf_bounds(loop, self.problem, lo, hi, V, method=method, target=self.region.terminal_target,
                            margin=self.config.margin)
 
@@ -369,6 +400,7 @@ class RegionCertifier:
             "certified_leaves": int(sum(s == "certified" for s in status)), "failed_leaves": len(failed),
             **counts, "time_s": time.perf_counter() - t0, **{f"time_{k}_s": v for k, v in times.items()},
             "margin": cfg.margin.to_dict(), "max_depth": cfg.max_depth, "cells_per_axis": cfg.cells_per_axis,
+            "task_leaves": cfg.task_leaves, "device": cfg.device,  # the engine is not recorded: it does not change the bytes
             "region_sha256": region_digest(self.region), "region_volume_exact": None if self.region.volume_exact is None else str(self.region.volume_exact),
         }
         holds = not failed and all(s in ("certified", "outside") for s in status)

@@ -27,6 +27,10 @@ __all__ = ["certify", "certify_command", "certify_run", "certify_region_run", "R
            "render", "render_region", "COVERS"]
 
 
+DEFAULT_TASK_LEAVES = 64
+"""Leaves per Ray task of the region cover: a CROWN leaf costs a few milliseconds, a Ray task about one."""
+
+
 def stderr_progress(info: dict[str, Any]) -> None:
     """One progress line per refinement round, on standard error."""
     err(
@@ -123,8 +127,13 @@ class SoundRegionRun:
 
 
 def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: int | None = None,
-                       cells_per_axis: int | None = None) -> SoundRegionRun:
+                       cells_per_axis: int | None = None, workers: int | None = None, ray_address: str | None = None,
+                       task_leaves: int | None = None, device: str = "cpu") -> SoundRegionRun:
     """Certify a saved iterate on the task's declared region ``C`` and write the certificate and figure.
+
+    With ``workers`` or ``ray_address`` the leaves of each refinement round are bounded as Ray
+    tasks of ``task_leaves`` leaves (default 64 then); the same ``task_leaves`` gives the same
+    certificate bytes in this process (``task_leaves`` alone) and on any number of workers.
 
     Raises the :mod:`scpo.errors` exceptions of bad input (a missing run, iteration or checkpoint, a
     task without a declared region, a switching policy).
@@ -155,7 +164,14 @@ def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: in
         kw["max_depth"] = check_int("--max-depth", max_depth, minimum=0, maximum=60)
     if cells_per_axis is not None:
         kw["cells_per_axis"] = check_int("--cells-per-axis", cells_per_axis, minimum=1)
-    gate = SoundGate(task, GateSettings(**kw))
+    from ..distributed import Execution
+
+    execution = Execution(workers=workers, ray_address=ray_address)
+    if task_leaves is not None:
+        kw["task_leaves"] = check_int("--task-leaves", task_leaves, minimum=1)
+    elif execution.engine == "ray":
+        kw["task_leaves"] = DEFAULT_TASK_LEAVES
+    gate = SoundGate(task, GateSettings(**kw, device=device), execution if execution.engine == "ray" else None)
     cert = gate.certify(theta)
     record = write_region_certificate(r.paths, int(it), theta, cert, gate.region_dict)
     fig = None
@@ -225,7 +241,9 @@ COVERS = ("region", "grid-cells")
 
 
 def certify_command(run: Path, iteration: int | None, horizon: int | None, min_width: float, *, quiet: bool = False,
-                    cover: str = "region", max_depth: int | None = None, cells_per_axis: int | None = None) -> int:
+                    cover: str = "region", max_depth: int | None = None, cells_per_axis: int | None = None,
+                    workers: int | None = None, ray_address: str | None = None, task_leaves: int | None = None,
+                    device: str = "cpu") -> int:
     """Certify, write and print; return the exit code (0 all certified, 1 a box failed, 2 bad input)."""
     from .._validate import check_in
     from ..errors import InvalidInputError, ScpoError
@@ -236,9 +254,13 @@ def certify_command(run: Path, iteration: int | None, horizon: int | None, min_w
             if horizon is not None:
                 raise InvalidInputError("--horizon: the declared region is the backup's set for the task's own horizon; "
                                         "use --cover grid-cells to certify another horizon")
-            done = certify_region_run(run, iteration, max_depth=max_depth, cells_per_axis=cells_per_axis)
+            done = certify_region_run(run, iteration, max_depth=max_depth, cells_per_axis=cells_per_axis, workers=workers,
+                                      ray_address=ray_address, task_leaves=task_leaves, device=device)
             typer.echo(render_region(done))
             return EXIT_OK if done.holds else EXIT_FAILED
+        if workers is not None or ray_address is not None or task_leaves is not None or device != "cpu":
+            raise InvalidInputError("--workers, --ray-address, --task-leaves, --device: only the region cover (--cover region) "
+                                    "distributes its bounding")
         legacy = certify_run(run, iteration, horizon, min_width, progress=None if quiet else stderr_progress)
     except ScpoError as exc:
         return fail(exc).exit_code
@@ -254,8 +276,13 @@ def certify(
     cover: Annotated[str, typer.Option("--cover", help="region (default): the task's declared region C; grid-cells: the legacy cells around the grid states of S.")] = "region",
     max_depth: Annotated[Optional[int], typer.Option("--max-depth", help="region cover: bisections per root cell before a leaf fails (default 12).")] = None,
     cells_per_axis: Annotated[Optional[int], typer.Option("--cells-per-axis", help="region cover: root cells per axis (default by dimension).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Bound the leaves on a local Ray instance with N CPUs (extra: ray).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Bound the leaves on a running Ray cluster ('auto', 'host:6379').")] = None,
+    task_leaves: Annotated[Optional[int], typer.Option("--task-leaves", help=f"Leaves per bounding task (default {DEFAULT_TASK_LEAVES} with Ray, one call otherwise); fixes the certificate's bits.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda[:K]: where the leaf bounds are computed.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ) -> None:
     """Sound region certificate: bound every rollout constraint over boxes covering C (exit 0 all certified, 1 a box failed, 2 bad input)."""
     raise typer.Exit(certify_command(run, iteration, horizon, min_width, quiet=quiet, cover=cover, max_depth=max_depth,
-                                     cells_per_axis=cells_per_axis))
+                                     cells_per_axis=cells_per_axis, workers=workers, ray_address=ray_address,
+                                     task_leaves=task_leaves, device=device))

@@ -85,6 +85,11 @@ class GateSettings:
     row_margin : float
         ``δ`` given to a task whose ``row_margin`` is unset: the projector keeps every evaluated row
         ``≤ −δ``, a cushion that lets the certificate prove ``≤ 0`` between the grid states.
+    task_leaves : int or None
+        Leaves per bounding task (:class:`scpo.certify.sound_region.GateConfig`); None: one call per
+        round. Set it to bound through an engine (``scpo certify --workers``) or on a GPU in batches.
+    device : str
+        ``"cpu"`` or ``"cuda[:K]"``: where the leaf bounds are computed.
     """
 
     cells_per_axis: int | None = None
@@ -96,9 +101,15 @@ class GateSettings:
     max_new_states: int = 8
     search_steps: int = 20
     row_margin: float = 1e-3
+    task_leaves: int | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         try:
+            if self.task_leaves is not None:
+                check_int("task_leaves", self.task_leaves, minimum=1)
+            if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
+                raise InvalidInputError(f"device: expected 'cpu', 'cuda' or 'cuda:K', got {self.device!r}")
             if self.cells_per_axis is not None:
                 check_int("cells_per_axis", self.cells_per_axis, minimum=1)
             check_int("max_depth", self.max_depth, minimum=0, maximum=60)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..certify.sound_region import GateConfig, RegionCertificate, RegionCertifier, canonical_json
+from ..distributed import Execution
 from ..errors import UnsafeStartError
 from ..numerics import Margin
 from ..projector import GateVerdict, RowExtension
@@ -74,9 +75,11 @@ class SoundGate:
     task : Task
         Its :meth:`~scpo.tasks.Task.declared_region` is certified; its constraint states grow.
     settings : GateSettings
+    execution : Execution, optional
+        Where the certifier bounds its leaves (:mod:`scpo.distributed`); default: in this process.
     """
 
-    def __init__(self, task: Task, settings: GateSettings) -> None:
+    def __init__(self, task: Task, settings: GateSettings, execution: Execution | None = None) -> None:
         region = task.declared_region()
         if region is None:
             raise UnsafeStartError(f"certify: task {task.name!r} declares no region C, so no sound certificate exists; "
@@ -90,8 +93,9 @@ class SoundGate:
         cfg = GateConfig(cells_per_axis=cells, max_depth=settings.max_depth * max(1, n // 2), max_leaves=settings.max_leaves,
                          margin=Margin(rel=settings.margin_rel, abs=settings.margin_abs),
                          merge_slack=settings.merge_slack if settings.merge_slack > 0 else None,
-                         max_searched=max(settings.max_new_states, 1) * 4, search_steps=settings.search_steps)
-        self.certifier = RegionCertifier(task.problem, task.structure, region, cfg)
+                         max_searched=max(settings.max_new_states, 1) * 4, search_steps=settings.search_steps,
+                         task_leaves=settings.task_leaves, device=settings.device)
+        self.certifier = RegionCertifier(task.problem, task.structure, region, cfg, execution)
         self.added: list[dict[str, Any]] = []
         self.calls = 0
 
