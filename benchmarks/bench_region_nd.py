@@ -1,12 +1,13 @@
 """The sound region certificate in 2, 3 and 4 dimensions, and its leaves on local Ray workers.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_region_nd.py [--workers 2] [--scale 0.02] [--out bench-out]
+    OMP_NUM_THREADS=1 python benchmarks/bench_region_nd.py [--workers 2] [--scale 0.005] [--max-leaves 5000] [--out bench-out]
 
 For each task (double integrator n = 2, chain of integrators n = 3, cart-pole n = 4): the time to
 build the declared region ``C`` (backup BRS of ``T_in`` under constraints tightened by ε, exact
 vertices and volume), then region certificates (:class:`scpo.certify.sound_region.RegionCertifier`,
 the settings the training gate uses for that dimension) of the backup ``θ₀`` and of a perturbed
-residual ``θ₀ + scale·N(0, I)`` (seed 0): leaves, refinement rounds, certified fraction of ``C`` by
+residual ``θ₀ + scale·N(0, I)`` (seed 0; a leaf budget of ``--max-leaves``, after which open leaves
+fail): leaves, refinement rounds, certified fraction of ``C`` by
 volume, time, and leaves bounded per second. Part ``ray`` (needs the Ray extra): the perturbed
 certificate again with ``task_leaves = 64`` in this process and on ``--workers`` local Ray workers;
 the certificates must be identical apart from their timings, and the speed-up is printed.
@@ -44,7 +45,8 @@ def _strip(v):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--scale", type=float, default=0.02)
+    ap.add_argument("--scale", type=float, default=0.005)
+    ap.add_argument("--max-leaves", type=int, default=5000, help="leaf budget of each certificate (GateSettings.max_leaves)")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
               f"built in {t_region:.1f} s (with the task)", flush=True)
         theta_bad = task.theta0 + args.scale * np.random.default_rng(0).standard_normal(task.dim)
         for label, theta in (("backup θ0", task.theta0), (f"θ0 + {args.scale:g}·N(0, I)", theta_bad)):
-            gate = SoundGate(task, GateSettings())
+            gate = SoundGate(task, GateSettings(max_leaves=args.max_leaves))
             t1 = time.perf_counter()
             cert = gate.certify(theta)
             dt = time.perf_counter() - t1
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         certs = {}
         for engine, execution in (("in-process", None), (f"ray x{args.workers}", Execution(workers=args.workers))):
-            gate = SoundGate(task, GateSettings(task_leaves=64), execution)
+            gate = SoundGate(task, GateSettings(task_leaves=64, max_leaves=args.max_leaves), execution)
             if execution is not None:
                 gate.certify(task.theta0)  # warm-up: start the instance and import scpo on the workers
             t1 = time.perf_counter()

@@ -59,6 +59,22 @@ def test_clipping_is_exact_on_a_hand_checked_box():
     assert clip_box(np.array([0.0, 0.0]), np.array([0.25, 0.25]), np.array([[1.0, 1.0]]), np.array([1.0])).status == "inside"
 
 
+def test_clipping_in_3d_matches_the_closed_form_simplex_and_exact_volumes():
+    # C: x + y + z ≤ 1 over the unit cube: the clipped part is the simplex of volume 1/6 (closed form)
+    H, h = np.array([[1.0, 1.0, 1.0]]), np.array([1.0])
+    clip = clip_box(np.zeros(3), np.ones(3), H, h)
+    assert clip.status == "partial" and clip.volume_exact is None  # n ≥ 3: the volume is qhull's float
+    assert clip.volume == pytest.approx(1 / 6, rel=1e-12)
+    assert sorted(map(tuple, clip.vertices.tolist())) == [(0.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)]
+    # a cut with no box corner inside C (the LP start) against the exact facet recursion
+    H2, h2 = np.array([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]), np.array([1.75, -1.25])
+    from scpo.reachability.polytope import Polytope
+
+    clip2 = clip_box(np.zeros(3), np.ones(3), H2, h2)
+    ref = exact_measure(Polytope(H=np.vstack([np.eye(3), -np.eye(3), H2]), h=np.concatenate([np.ones(3), np.zeros(3), h2])))
+    assert clip2.status == "partial" and clip2.volume == pytest.approx(float(ref), rel=1e-12)
+
+
 def test_backup_certifies_on_all_of_C(di):
     task, region = di
     cert = RegionCertifier(task.problem, task.structure, region).certify(task.theta0)

@@ -70,3 +70,16 @@ def test_unbounded_and_empty_polytopes():
     empty = Polytope(H=np.array([[1.0, 0, 0], [-1.0, 0, 0]] + [[0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]]),
                      h=np.array([-1.0, 0.0, 1, 1, 1, 1]))
     assert len(exact_vertices_nd(empty)) == 0 and exact_volume(empty) == 0
+
+
+@pytest.mark.parametrize("n, seed", [(3, 3), (4, 4)])
+def test_a_given_start_vertex_gives_the_same_vertices_and_a_non_vertex_is_refused(n, seed):
+    P = random_polytope(np.random.default_rng(seed), n, 6)
+    rows = [(tuple(a), b) for a, b in zip(to_fractions(P.H), to_fractions(P.h))]
+    reference = _vertices_rec(rows, n)  # complete and exact, O(pⁿ)
+    for v in sorted(reference)[:3]:
+        assert set(exact_vertices_nd(P, start=v).vertices) == reference
+    with pytest.raises(InvalidInputError, match="start: expected a vertex of P, got a point with fewer"):
+        exact_vertices_nd(P, start=tuple(Fraction(0) for _ in range(n)))  # an interior point
+    with pytest.raises(InvalidInputError, match="outside P"):
+        exact_vertices_nd(P, start=tuple(Fraction(5) for _ in range(n)))

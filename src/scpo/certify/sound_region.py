@@ -183,11 +183,16 @@ class RegionCertificate:
 
     @property
     def certified_fraction(self) -> float:
-        """``certified_volume / volume`` (from the exact volumes when both are known, so that 100 % is exactly 1)."""
+        """``certified_volume / volume`` (from the exact volumes when both are known, so that 100 % is exactly 1).
+
+        Without exact leaf volumes (partial leaves in ``n ≥ 3``) the denominator is the float sum of
+        the live leaves' volumes, so that a certificate whose every live leaf holds reads exactly 1
+        (the leaves tile ``C``: proved by their paths, not by the volumes)."""
         exact_c = self.summary.get("region_volume_exact")
         if self.certified_volume_exact is not None and exact_c is not None and Fraction(exact_c) > 0:
             return float(Fraction(self.certified_volume_exact) / Fraction(exact_c))
-        return self.certified_volume / self.volume if self.volume > 0 else float("nan")
+        live = float(sum(c.volume for c, s in zip(self.partition.clips, self.status) if s != "outside"))
+        return self.certified_volume / live if live > 0 else float("nan")
 
     @property
     def worst_points(self) -> np.ndarray:

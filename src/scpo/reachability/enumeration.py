@@ -225,13 +225,36 @@ def _first_vertex(P: Polytope, A: list[tuple[int, ...]], B: list[int], Aobj: np.
     raise SolverError("exact vertex enumeration: could not turn an LP optimum into an exact vertex of P")
 
 
-def exact_vertices_nd(P: Polytope) -> ExactVertices:
+def _as_vertex(point: tuple[Fraction, ...], A: list[tuple[int, ...]], B: list[int], n: int) -> tuple[tuple[int, ...], int]:
+    """``point`` as ``(numerators, denominator)`` after checking exactly that it is a vertex of ``{A x ≤ B}``."""
+    q = [Fraction(v) for v in point]
+    if len(q) != n:
+        raise InvalidInputError(f"start: expected a point of dimension {n}, got {len(q)} coordinates")
+    den = functools.reduce(lambda a, b: a * b // math.gcd(a, b), (v.denominator for v in q), 1)
+    num = tuple(int(v * den) for v in q)
+    tight = []
+    for a, b in zip(A, B):
+        s = sum(ai * xi for ai, xi in zip(a, num)) - b * den
+        if s > 0:
+            raise InvalidInputError("start: expected a vertex of P, got a point outside P")
+        if s == 0 and any(a):
+            tight.append(a)
+    if _rank(tight, n) < n:
+        raise InvalidInputError("start: expected a vertex of P, got a point with fewer than n independent tight rows")
+    return _reduce(num, den)
+
+
+def exact_vertices_nd(P: Polytope, start: tuple[Fraction, ...] | None = None) -> ExactVertices:
     """Every vertex of the bounded polytope ``P`` (stored rows taken exactly) by edge-graph search.
 
     Parameters
     ----------
     P : Polytope
         Bounded, any dimension ``n ≥ 1``.
+    start : tuple of Fraction, optional
+        A known vertex of ``P`` to start the search from (e.g. a corner of a clipped box that lies
+        in ``P``), which saves the LPs of finding one. It is checked exactly (feasible, ``n``
+        linearly independent tight rows); a point that is not a vertex is an error.
 
     Returns
     -------
@@ -254,7 +277,10 @@ def exact_vertices_nd(P: Polytope) -> ExactVertices:
         raise InvalidInputError("P: expected a bounded polytope for exact vertex enumeration, got the whole space")
     Aobj = np.array([A[i] for i in keep], dtype=object).reshape(len(keep), n)
     Bobj = np.array([B[i] for i in keep], dtype=object)
-    start = _first_vertex(P, A, B, np.array(A, dtype=object).reshape(len(A), n), np.array(B, dtype=object))
+    if start is not None:
+        start = _as_vertex(start, A, B, n)
+    else:
+        start = _first_vertex(P, A, B, np.array(A, dtype=object).reshape(len(A), n), np.array(B, dtype=object))
     if start is None:
         return ExactVertices([], [])
     seen: dict[tuple[tuple[int, ...], int], frozenset[int]] = {}
