@@ -14,9 +14,74 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import InvalidInputError
 from .evidence import _jsonable
 
-__all__ = ["atomic_write_bytes_via", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "append_jsonl", "fsync_dir"]
+
+def file_mode() -> int:
+    """The permission bits a new file gets under the current umask (``0o666 & ~umask``; 0644 under 022).
+
+    Returns
+    -------
+    int
+    """
+    try:  # Linux: read the umask without changing it (os.umask is process-wide and not thread-safe)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):  # pragma: no cover - other platforms
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return 0o666 & ~mask  # pragma: no cover
+
+
+def check_output_dir(path: Path, what: str, *, file: bool = False) -> Path:
+    """Check, before any work, that the directory ``path`` (or with ``file``, the file) can be created or written.
+
+    The nearest existing ancestor must be a directory (not a regular file) in which this process
+    can create entries; this is probed by creating and removing an empty temporary directory
+    there (``os.access`` alone misjudges ``/proc`` and similar file systems for root).
+
+    Parameters
+    ----------
+    path : Path
+        The output directory (it need not exist).
+    what : str
+        The argument's name for messages (e.g. ``"--out"``).
+    file : bool
+        ``path`` is a file to write: an existing regular file there is replaced, not refused.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` or an ancestor is a regular file, or the location is not writable.
+    """
+    import tempfile
+
+    path = Path(path)
+    probe = path.parent if file and path.is_file() else path
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a dangling link
+            raise InvalidInputError(f"{what}: {str(probe)!r} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        under = "is" if probe == path else f"is under {str(probe)!r}, which is"
+        raise InvalidInputError(f"{what}: {str(path)!r} {under} a regular file, not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".scpo-probe-", dir=probe))
+    except OSError as exc:
+        raise InvalidInputError(f"{what}: cannot write to {str(probe)!r} ({exc.strerror})") from None
+    return path
+
+__all__ = ["atomic_write_bytes_via", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "append_jsonl", "fsync_dir",
+           "check_output_dir", "file_mode"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -50,10 +115,11 @@ def atomic_write_bytes_via(path: Path, write: Callable[[Path], Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer creates the file itself, so it gets the usual umask-derived permissions.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         write(Path(tmp))
+        # some writers (safetensors) create files 0600; every file of a run gets the umask's mode
+        os.chmod(tmp, file_mode())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -5,8 +5,10 @@ Messages follow one pattern: the argument's name, what was expected, what arrive
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,14 @@ __all__ = [
     "check_in",
     "check_int",
     "check_finite_scalar",
+    "check_seed",
+    "read_json_object",
+    "read_file_bytes",
+    "SEED_MAX",
 ]
+
+SEED_MAX = 2**64 - 1
+"""Largest seed accepted: seeds are unsigned 64-bit integers (``torch.Generator.manual_seed``'s range)."""
 
 
 def _shape_str(shape: Sequence[int | None]) -> str:
@@ -193,3 +202,82 @@ def check_in(name: str, value: Any, options: Sequence[str]) -> str:
     if value not in options:
         raise InvalidInputError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
     return str(value)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """Return ``value`` as a seed: an integer in ``[0, 2**64 − 1]`` (:data:`SEED_MAX`).
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    int
+    """
+    out = check_int(name, value)
+    if not 0 <= out <= SEED_MAX:
+        raise InvalidInputError(f"{name}: expected an integer in [0, 2**64 - 1] (a 64-bit seed), got {out}")
+    return out
+
+
+def read_file_bytes(path: Path, what: str, error: type[InvalidInputError] = InvalidInputError) -> bytes:
+    """The bytes of the file ``path``; ``error`` naming ``what`` when it is missing or unreadable.
+
+    Parameters
+    ----------
+    path : Path
+    what : str
+        How messages name the file.
+    error : type
+        The exception raised (a subclass of :class:`~scpo.errors.InvalidInputError`).
+
+    Returns
+    -------
+    bytes
+    """
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what}: expected a file, found none ({str(path)!r})") from None
+    except OSError as exc:
+        raise error(f"{what}: cannot read it ({exc.strerror})") from None
+
+
+def read_json_object(path: Path, what: str, error: type[InvalidInputError] = InvalidInputError) -> dict[str, Any]:
+    """The JSON object in ``path`` (strict UTF-8); ``error`` naming ``what`` on any problem.
+
+    Parameters
+    ----------
+    path : Path
+    what : str
+        How messages name the file (e.g. ``"config.json"`` or ``"--config file 'x.json'"``).
+    error : type
+        The exception raised (a subclass of :class:`~scpo.errors.InvalidInputError`).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    InvalidInputError
+        (as ``error``) a missing or unreadable file, bytes that are not UTF-8, text that is not
+        JSON, or JSON that is not an object.
+    """
+    data = read_file_bytes(path, what, error)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what}: expected UTF-8 JSON, got the byte 0x{data[exc.start]:02x} at offset {exc.start}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{what}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise error(f"{what}: expected a JSON object, got a JSON {type(value).__name__}")
+    return value

@@ -8,7 +8,6 @@ dataclasses, rejecting unknown keys and listing the valid ones.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from pathlib import Path
@@ -122,15 +121,7 @@ def load_json_config(path: str | Path) -> dict[str, Any]:
     -------
     dict
     """
+    from ._validate import read_json_object
+
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"config file {str(p)!r}: cannot read it ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(p, f"config file {str(p)!r}", ConfigError)

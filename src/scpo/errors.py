@@ -22,6 +22,7 @@ __all__ = [
     "NonFiniteError",
     "ConfigError",
     "RunDirectoryError",
+    "RunLockedError",
     "CheckpointFormatError",
     "UnsupportedError",
     "CertificateError",
@@ -53,6 +54,10 @@ class ConfigError(InvalidInputError):
 
 class RunDirectoryError(InvalidInputError):
     """A run directory is missing, incomplete, or uses an unknown schema."""
+
+
+class RunLockedError(RunDirectoryError):
+    """Another live process holds the run directory's lock (one writer per run)."""
 
 
 class CheckpointFormatError(InvalidInputError):

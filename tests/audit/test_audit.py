@@ -12,12 +12,13 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from scpo.audit import AuditTolerances, audit_run
 from scpo.errors import InvalidInputError
-from scpo.runs import load_run
+from scpo.runs import load_run, task_from_config
 from scpo.runs.files import read_checkpoint, theta_sha256, write_checkpoint
 
 
@@ -362,3 +363,155 @@ def test_render_text_shows_the_exit_code_only_when_given(reg_run):
     res = audit_run(reg_run, iterations="0")
     assert res.render_text().splitlines()[-1].startswith("verdict: VERIFIED; ")
     assert res.render_text(exit_code=0).splitlines()[-1].startswith("verdict: VERIFIED (exit 0); ")
+
+
+# ------------------------------------------------------------------------------- issue 15, item 5
+# The last record forged with no checkpoint; a self-consistent safe forgery of a middle iterate
+# (hashes, g and f all rewritten) exposed by its recorded step length; checkpoint and config.json
+# symlinked out of the run; unknown keys in config.json and its sections; a widened constraint band
+# (visible in the printed specification); a consistently truncated chain (verifies on its own, fails
+# against the pinned head).
+
+
+def failed_at(res) -> set[tuple[str, int | None]]:
+    return {(c.name, c.iteration) for c in res.failures}
+
+
+def test_honest_step_lengths_agree_to_rounding(reg_run):
+    res = audit_run(reg_run)
+    check = next(c for c in res.checks if c.name == "step_norm")
+    assert check.ok and "largest difference" in check.message
+    assert float(check.message.rsplit("difference ", 1)[1].rstrip(")")) < 1e-14  # a few ulps, not bit-equal in general
+
+
+def test_last_record_forged_without_a_checkpoint_is_caught(reg_run, tmp_path):
+    run = copy(reg_run, tmp_path)
+    recs = records(run)
+    last = recs[-1]
+    assert last["accepted"] and last["checkpoint"]
+    (run / last["checkpoint"]).unlink()
+    last["theta_sha256"] = "f" * 64
+    last["checkpoint"] = None
+    write_records(run, recs)
+    res = audit_run(run)
+    assert res.verdict == "failed"
+    assert ("checkpoint_coverage", last["iteration"]) in failed_at(res), res.render_text()
+
+
+def test_finished_run_whose_last_iterate_has_no_checkpoint_fails_even_with_checkpoint_every_0(reg_run, tmp_path):
+    run = copy(reg_run, tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["train"]["checkpoint_every"] = 0
+    (run / "config.json").write_text(json.dumps(cfg))
+    recs = records(run)
+    last = recs[-1]
+    (run / last["checkpoint"]).unlink()
+    last["checkpoint"] = None
+    write_records(run, recs)
+    res = audit_run(run)
+    assert ("checkpoint_coverage", last["iteration"]) in failed_at(res), res.render_text()
+
+
+def test_self_consistent_safe_forgery_is_exposed_by_its_step_length(reg_run, tmp_path):
+    run = copy(reg_run, tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    task = task_from_config(cfg)
+    recs = records(run)
+    k = next(r["iteration"] for r in recs[2:] if r["accepted"] and r["checkpoint"])
+    names = cfg["policy"]["parameter_names"]
+    tensors, _ = read_checkpoint(run / recs[k - 1]["checkpoint"])
+    tensors = {n: np.asarray(v) for n, v in tensors.items()}
+    tensors[names[-1]] = tensors[names[-1]] * 0.5  # a smaller final bias: still safe
+    theta = np.concatenate([tensors[n].ravel() for n in names])
+    g = np.asarray(task.constraints(theta[None]))[0]
+    assert g.max() <= 0
+    h = write_checkpoint(run / recs[k - 1]["checkpoint"], tensors, names, iteration=k, task=cfg["task"])
+    assert h == theta_sha256(theta)
+    recs[k - 1].update(theta_sha256=h, max_constraint=float(g.max()), objective=float(task.objective(theta)))
+    if k < len(recs):
+        recs[k]["parent_sha256"] = h
+        recs[k]["objective_before"] = float(task.objective(theta))
+    for cert in (run / "certificates").glob(f"region_iter_{k:06d}.json"):
+        cert.unlink()  # the forger drops the region certificate rather than leave one bound to another θ
+    write_records(run, recs)
+    res = audit_run(run, iterations=str(k))
+    by = {(c.name, c.iteration): c for c in res.checks}
+    assert by[("constraints", k)].ok and by[("objective", k)].ok and by[("checkpoint_hash", k)].ok  # self-consistent
+    assert ("step_norm", k) in failed_at(res) or ("step_norm", k + 1) in failed_at(res), res.render_text()
+
+
+@pytest.mark.parametrize("target", ["checkpoint", "config.json"])
+def test_files_symlinked_out_of_the_run_are_refused(reg_run, tmp_path, target):
+    run = copy(reg_run, tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if target == "checkpoint":
+        rel = records(run)[0]["checkpoint"]
+    else:
+        rel = "config.json"
+    shutil.move(run / rel, outside / Path(rel).name)
+    (run / rel).symlink_to(outside / Path(rel).name)
+    res = audit_run(run)
+    assert res.verdict == "bad input"
+    assert any("leads outside the run directory" in e and str(outside) in e for e in res.input_errors), res.input_errors
+
+
+@pytest.mark.parametrize("where", [None, "projector", "train"])
+def test_unknown_keys_in_config_are_bad_input(reg_run, tmp_path, where):
+    run = copy(reg_run, tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    (cfg if where is None else cfg[where])["claimed_safe"] = True
+    (run / "config.json").write_text(json.dumps(cfg))
+    res = audit_run(run)
+    assert res.verdict == "bad input"
+    assert any("unknown key(s) 'claimed_safe'" in e for e in res.input_errors), res.input_errors
+
+
+def test_a_widened_band_shows_in_the_printed_specification(reg_run, tmp_path):
+    honest = audit_run(reg_run, iterations="0")
+    assert any("input rows (t = 0…0): f ≤ 1, f ≥ -1" in s for s in honest.specification), honest.specification
+    run = copy(reg_run, tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task_config"]["bound"] = 2.5
+    (run / "config.json").write_text(json.dumps(cfg))
+    res = audit_run(run, iterations="0")
+    text = res.render_text()
+    assert "f ≤ 2.5, f ≥ -2.5" in text
+    digest = [s for s in res.specification if "specification sha256" in s]
+    assert digest and digest != [s for s in honest.specification if "specification sha256" in s]
+
+
+def test_a_consistently_truncated_chain_verifies_alone_but_fails_its_pinned_head(reg_run, tmp_path):
+    pinned = audit_run(reg_run, iterations="0")
+    assert pinned.head is not None and len(pinned.head) == 64 and pinned.head_iteration == len(records(reg_run))
+    run = copy(reg_run, tmp_path)
+    recs = records(run)
+    keep = recs[:-2]
+    for r in recs[-2:]:
+        if r["checkpoint"]:
+            (run / r["checkpoint"]).unlink()
+        for f in (run / "certificates").glob(f"*_iter_{r['iteration']:06d}.json"):
+            f.unlink()
+    while keep and not keep[-1]["checkpoint"]:
+        keep.pop()
+    lines = (run / "certificates.jsonl").read_bytes().split(b"\n")
+    (run / "certificates.jsonl").write_bytes(b"\n".join(lines[: len(keep)]) + b"\n")  # the kept lines byte for byte
+    status = json.loads((run / "run.json").read_text())
+    status["iterations_done"] = len(keep)
+    (run / "run.json").write_text(json.dumps(status))
+    final = run / "certificates" / "final.json"
+    if final.is_file():
+        final.unlink()
+    alone = audit_run(run, iterations="0")
+    assert alone.verdict == "verified", alone.render_text()  # undetectable from the directory alone
+    res = audit_run(run, iterations="0", expect_head=pinned.head)
+    assert res.verdict == "failed" and ("pinned_head", None) in failed_at(res)
+    # the other way round: a head pinned at the shorter chain is continued by the longer one
+    again = audit_run(reg_run, iterations="0", expect_head=alone.head[:20])
+    pin = next(c for c in again.checks if c.name == "pinned_head")
+    assert pin.ok and pin.iteration == len(keep) and "continues it" in pin.message
+
+
+def test_expect_head_must_be_hex(reg_run):
+    with pytest.raises(InvalidInputError, match="expect_head: expected 16 to 64 hexadecimal digits"):
+        audit_run(reg_run, expect_head="not-a-digest")

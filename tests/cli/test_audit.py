@@ -54,3 +54,23 @@ def test_audit_of_a_missing_directory_is_bad_input(tmp_path):
     res = invoke(tmp_path / "nothing")
     assert res.exit_code == 2, res.output
     assert "expected a run directory" in res.stdout and "verdict: BAD INPUT (exit 2)" in res.stdout
+
+
+def test_audit_prints_the_constraints_and_a_head_that_pins_the_chain(reg_run, tmp_path):
+    res = invoke(reg_run, "--iterations", "0")
+    assert res.exit_code == 0, res.output
+    assert "input rows (t = 0…0): f ≤ 1, f ≥ -1" in res.stdout and "specification sha256" in res.stdout
+    head = res.stdout.split("  head ", 1)[1].split()[0]
+    assert len(head) == 64
+    assert invoke(reg_run, "--iterations", "0", "--expect-head", head).exit_code == 0
+    run = tmp_path / "run"
+    shutil.copytree(reg_run, run)
+    lines = (run / "certificates.jsonl").read_text().splitlines(keepends=True)
+    rec = json.loads(lines[-1])
+    rec["solve_time_s"] = 0.001  # an edit no other check looks at
+    (run / "certificates.jsonl").write_text("".join(lines[:-1]) + json.dumps(rec) + "\n")
+    assert invoke(run, "--iterations", "0").exit_code == 0
+    res = invoke(run, "--iterations", "0", "--expect-head", head)
+    assert res.exit_code == 1 and "FAILED pinned_head" in res.stdout, res.output
+    res = invoke(run, "--expect-head", "xyz")
+    assert res.exit_code == 2 and res.stderr.strip().count("\n") == 0 and "expect_head: expected 16 to 64" in res.stderr

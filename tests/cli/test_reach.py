@@ -117,7 +117,8 @@ def test_cli_bad_input_exit_code_2(tmp_path):
 def test_a_run_of_another_task_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "task": "regression"}))
+    (run / "config.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "task": "regression", "task_config": {}, "projector": {},
+                                                 "train": {"seed": 0}, "policy": {"parameter_names": ["w"], "parameter_shapes": {"w": [1]}}}))
     res = invoke("double-integrator", "--run", run)
     assert res.exit_code == 2 and "--run: expected a run of task 'double-integrator', got a run of task 'regression'" in res.output, res.output
 

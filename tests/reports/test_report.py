@@ -363,3 +363,32 @@ def test_chromium_harness_detects_errors_and_broken_images(tmp_path):
     assert facts["exceptions"] and "undefined_fn" in json.dumps(facts["exceptions"])
     assert facts["images"] == [{"file": "missing.png", "w": 0, "h": 0, "error": facts["images"][0]["error"]}]
     assert facts["failed_requests"] or facts["log_errors"]
+
+
+def test_value_decrease_is_reported_not_required_and_other_certificates_are_a_table(reg_report, tmp_path):
+    """issue 15, item 9: a failing region_value_decrease (whose statement says reach-avoid does not need
+    it) does not fail the report; other certificate files are one readable row each, digests shortened."""
+    run_dir, _ = reg_report
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    last = [json.loads(x) for x in (run / "certificates.jsonl").read_text().splitlines()][-1]
+    cert = {
+        "schema_version": 1, "kind": "scpo.region_certificate", "iteration": last["iteration"], "theta_sha256": last["theta_sha256"],
+        "summary": {"boxes": 12, "certified_fraction": 1.0, "region_sha256": "c" * 64},
+        "claims": [
+            {"name": "region_reach_avoid", "statement": "every state of the boxes reaches X_f", "level": "sound", "holds": True, "details": {}},
+            {"name": "region_value_decrease", "statement": "V decreases outside X_f (reported; the reach-avoid certificate does not need it)",
+             "level": "sound", "holds": False, "details": {"boxes_without_certified_decrease": 3}},
+        ],
+    }
+    (run / "certificates").mkdir(exist_ok=True)
+    (run / "certificates" / "extra_iter.json").write_text(json.dumps(cert))
+    res = build_report(run)
+    assert res.ok, res.summary["certificates"]
+    row = next(c for c in res.summary["certificates"] if c["name"] == "region_value_decrease")
+    assert row["required"] is False and row["holds"] is False
+    md = (run / "report" / "report.md").read_text()
+    section = md.split("## Other certificates", 1)[1]
+    assert "1 of 2 hold; fails: region_value_decrease (not required)" in section
+    assert "c" * 64 not in section and "cccccccccccc…" in section and last["theta_sha256"][:12] + "…" in section
+    assert " = " not in section.split("\n\n", 2)[1]  # no raw key = value wall

@@ -59,3 +59,57 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     atomic_write_json(tmp_path / "a.json", {"v": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
     assert (tmp_path / "a.json").stat().st_mode & 0o044  # readable by others, like any written file
+
+
+def test_checkpoint_reader_reads_only_the_header_of_a_huge_sparse_file(tmp_path):
+    """A 3 GiB sparse file is refused from its size and header alone (no 3 GiB read)."""
+    import resource
+
+    p = tmp_path / "theta_000001.safetensors"
+    with open(p, "wb") as fh:
+        fh.seek(3 * 2**30)
+        fh.write(b"\0")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointFormatError, match="more than the 2147483648"):
+        read_checkpoint(p)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: far below 3 GiB
+
+
+def test_checkpoint_padded_past_its_header_is_refused(tmp_path, rng):
+    p = tmp_path / "c.safetensors"
+    write_checkpoint(p, {"w": rng.normal(size=4)}, ["w"], iteration=1, task="t")
+    with open(p, "ab") as fh:
+        fh.write(b"\0" * 1000)
+    with pytest.raises(CheckpointFormatError, match="the file has"):
+        read_checkpoint(p)
+
+
+def test_strict_record_reader_stops_only_at_a_torn_last_line(tmp_path):
+    from scpo.errors import RunDirectoryError
+    from scpo.runs.files import read_records
+
+    p = tmp_path / "certificates.jsonl"
+    for i in (1, 2, 3):
+        append_jsonl(p, {"iteration": i})
+    with open(p, "ab") as fh:
+        fh.write(b'{"iteration": 4, "acc')
+    records, torn = read_records(p)
+    assert [r["iteration"] for r in records] == [1, 2, 3] and torn == 4
+    lines = p.read_bytes().split(b"\n")
+    lines[1] = b'{"iteration": 2, "\xff"}'
+    p.write_bytes(b"\n".join(lines))
+    with pytest.raises(RunDirectoryError, match="line 2 of 3: not UTF-8 \\(byte 0xff at column 19\\)"):
+        read_records(p)
+
+
+def test_files_written_through_safetensors_get_the_umask_mode(tmp_path, rng):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_checkpoint(tmp_path / "c.safetensors", {"w": rng.normal(size=2)}, ["w"], iteration=0, task="t")
+        atomic_write_json(tmp_path / "a.json", {"v": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644

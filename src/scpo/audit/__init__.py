@@ -34,6 +34,19 @@ train and need not trust. *Independent* means here:
   policy or rollout code) from every grid state of ``S``, and the reach-avoid claim is checked on
   it with no tolerance.
 * **Certificate files bound to the chain** (:mod:`scpo.audit.certificate_files`).
+* **Saved iterates and steps** (:mod:`scpo.audit.steps`): every accepted iterate that
+  ``checkpoint_every`` saves, and the last one of a finished run, has its checkpoint; each
+  recorded ``step_norm`` equals ``‖θ_k − θ_parent‖`` of the saved iterates.
+* **Only the run's own files.** A file that leads outside the run directory (a symbolic link) is
+  refused, and so is a key of ``config.json`` (or of its ``projector``, ``train``, ``gate``
+  sections) that scpo does not write.
+* **What was checked against.** The constraint specification ``g`` is rebuilt from is printed
+  with a digest (:mod:`scpo.audit.specification`), and the chain's head digest
+  (:mod:`scpo.audit.head`), which ``expect_head`` pins: a consistently truncated chain is itself a
+  valid chain, and only a pinned head shows that records were removed.
+* **Crash residue is recognised** in a run that did not finish (``run.json`` not ``"finished"``):
+  a torn last line of ``certificates.jsonl`` and the checkpoint and certificate files of the
+  iteration after the last record are noted, not failed (a resume removes them).
 
 Audited checkpoints (the ``iterations`` argument): by default every saved checkpoint (``θ₀``,
 the saved accepted iterates and the last one). A selection such as ``"0,10-20,100-1000:50,last"``

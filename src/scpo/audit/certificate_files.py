@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ..evidence import Level
-from .reader import RunFiles, short_hash
+from .reader import RunFiles, outside_run, run_status, short_hash
 from .result import Findings
 
 __all__ = ["check_certificate_files"]
@@ -34,6 +34,10 @@ def check_certificate_files(files: RunFiles, findings: Findings) -> None:
         if p == files.paths.final_certificate:
             continue  # compared with the last record by the chain check
         rel = files.relative(p)
+        target = outside_run(files.root, p)
+        if target is not None:
+            findings.error(f"{rel} leads outside the run directory (to {target!r}); not read")
+            continue
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -45,6 +49,10 @@ def check_certificate_files(files: RunFiles, findings: Findings) -> None:
         it, h = data.get("iteration"), data.get("theta_sha256")
         if not isinstance(it, int) or isinstance(it, bool) or not isinstance(h, str):
             findings.note(f"{rel} names no iteration and θ hash; its claims are not bound to the chain")
+            continue
+        if it not in chain and it == max(chain) + 1 and run_status(files.paths) != "finished":
+            findings.note(f"{rel} certifies iteration {it}, which has no record yet: written just before a crash could append the "
+                          "record (an unfinished run); not bound to the chain, and a resume removes it")
             continue
         ok = chain.get(it) == h
         findings.add("certificate_binding", it, Level.EXACT, ok,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evidence import Level
-from .reader import Checkpoints, RunFiles, short_hash
+from .reader import Checkpoints, RunFiles, run_status, short_hash
 from .result import Findings
 
 __all__ = ["check_chain"]
@@ -113,9 +113,13 @@ def _final_certificate(files: RunFiles, last_it: int, last_hash: str, findings: 
 
 def _orphan_checkpoints(files: RunFiles, ckpts: Checkpoints, findings: Findings) -> int:
     recorded = {r["iteration"] for r in files.records}
+    after_last = (files.records[-1]["iteration"] if files.records else 0) + 1
     failures = 0
     for it in ckpts.files:
-        if it > 0 and it not in recorded:
+        if it == after_last and run_status(files.paths) != "finished":
+            findings.note(f"{files.relative(files.paths.checkpoint(it))} has no record yet: written just before a crash could append "
+                          "its record (an unfinished run); not part of the chain, and a resume removes it")
+        elif it > 0 and it not in recorded:
             failures += 1
             findings.add("chain", it, Level.EXACT, False,
                          f"{files.relative(files.paths.checkpoint(it))} has no record in certificates.jsonl (record deleted or file added)")

@@ -38,6 +38,9 @@ __all__ = [
     "read_safetensors",
     "recorded_number",
     "short_hash",
+    "outside_run",
+    "check_inside",
+    "run_status",
 ]
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -195,6 +198,52 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
 # JSON files and records
 
 
+def outside_run(root: Path, path: Path) -> str | None:
+    """Where ``path`` really leads when that is outside the run directory ``root`` (a symbolic
+    link out of the run, or through a linked folder), else None.
+
+    Parameters
+    ----------
+    root : Path
+        The run directory.
+    path : Path
+        A file of the run.
+
+    Returns
+    -------
+    str or None
+    """
+    try:
+        target = path.resolve()
+        target.relative_to(root.resolve())
+    except ValueError:
+        return str(target)
+    except OSError:  # a symlink loop
+        return f"{path} (a symbolic link loop)"
+    return None
+
+
+def check_inside(root: Path, path: Path, what: str) -> None:
+    """Refuse a file of the run that leads outside it (the audit reads only the run's own files).
+
+    Parameters
+    ----------
+    root : Path
+    path : Path
+    what : str
+        The file's name for the message.
+
+    Raises
+    ------
+    RunDirectoryError
+        ``path`` leads outside ``root``.
+    """
+    target = outside_run(root, path)
+    if target is not None:
+        raise RunDirectoryError(f"{what} leads outside the run directory (to {target!r}, a symbolic link?); the audit reads "
+                                "only files inside the run, so a run cannot borrow files it does not contain")
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirectoryError(f"{what} is missing ({path})")
@@ -234,7 +283,21 @@ def _record_problem(i: int, rec: Any) -> str | None:
     return None
 
 
-def read_records(path: Path, findings: Findings) -> list[dict[str, Any]]:
+def run_status(paths: RunPaths) -> str | None:
+    """The ``status`` word of ``run.json`` (``None`` when missing or unreadable).
+
+    Parameters
+    ----------
+    paths : RunPaths
+    """
+    try:
+        st = json.loads(paths.status.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return st.get("status") if isinstance(st, dict) and isinstance(st.get("status"), str) else None
+
+
+def read_records(path: Path, findings: Findings, *, crashed: bool = False) -> list[dict[str, Any]]:
     """Complete, well-formed records of ``certificates.jsonl`` up to the first bad line.
 
     Parameters
@@ -244,6 +307,9 @@ def read_records(path: Path, findings: Findings) -> list[dict[str, Any]]:
     findings : Findings
         The first bad line (incomplete, not JSON, an unknown schema, a malformed field) is
         recorded there as bad input.
+    crashed : bool
+        The run did not finish (``run.json`` is not ``"finished"``): an incomplete *last* line is
+        what a crash mid-append leaves, noted instead of bad input (a resume cuts it off).
 
     Returns
     -------
@@ -261,7 +327,10 @@ def read_records(path: Path, findings: Findings) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for i, raw in enumerate(lines, start=1):
         if i == len(lines):
-            if raw != b"":
+            if raw != b"" and crashed:
+                findings.note(f"certificates.jsonl line {i} is incomplete ({len(raw)} bytes without a newline): what a crash "
+                              "mid-append leaves in an unfinished run; not audited (a resume cuts it off)")
+            elif raw != b"":
                 findings.error(
                     f"certificates.jsonl line {i} is incomplete (the file ends mid-line without a newline: truncated?); "
                     f"{len(records)} complete record(s) before it"
@@ -353,6 +422,31 @@ def _policy_layout(cfg: dict[str, Any]) -> tuple[list[str], dict[str, tuple[int,
     return names, {n: tuple(shapes[n]) for n in names}
 
 
+def _unknown_keys(cfg: dict[str, Any]) -> None:
+    """Every key of ``config.json`` and of its settings sections is one ``scpo train`` writes.
+
+    A key nobody reads could carry a claim the audit never checks; it is refused. The known keys
+    are the fields of the settings' own dataclasses (a schema; no training code runs).
+    """
+    import dataclasses
+
+    from ..projector import ProjectorConfig
+    from ..runs.integrity import CONFIG_KEYS
+    from ..training.config import GateSettings, TrainConfig
+
+    unknown = sorted(set(cfg) - set(CONFIG_KEYS))
+    if unknown:
+        raise RunDirectoryError(f"config.json: unknown key(s) {', '.join(map(repr, unknown))}; scpo writes only {', '.join(CONFIG_KEYS)}")
+    for section, cls in (("projector", ProjectorConfig), ("train", TrainConfig), ("gate", GateSettings)):
+        data = cfg.get(section, {})
+        if not isinstance(data, dict):
+            raise RunDirectoryError(f"config.json: section {section!r} must be a JSON object, got a JSON {type(data).__name__}")
+        extra = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if extra:
+            raise RunDirectoryError(f"config.json: unknown key(s) {', '.join(map(repr, extra))} in section {section!r} "
+                                    f"(not a setting of {cls.__name__})")
+
+
 def read_run_files(root: Path) -> RunFiles:
     """Read and check ``config.json`` (without building the task) and ``base_certificate.json``.
 
@@ -375,10 +469,15 @@ def read_run_files(root: Path) -> RunFiles:
     paths = RunPaths(root)
     if not paths.root.is_dir():
         raise RunDirectoryError(f"run {str(paths.root)!r}: expected a run directory, found none")
+    for p, what in ((paths.config, "config.json"), (paths.base_certificate, "base_certificate.json"),
+                    (paths.records, "certificates.jsonl"), (paths.status, "run.json")):
+        if p.exists() or p.is_symlink():
+            check_inside(paths.root, p, what)
     cfg = _read_json(paths.config, "config.json")
     _check_schema(cfg, "config.json")
     if not isinstance(cfg.get("task"), str):
         raise RunDirectoryError(f"config.json: expected a task name, got {cfg.get('task')!r}")
+    _unknown_keys(cfg)
     names, shapes = _policy_layout(cfg)
     base = _read_json(paths.base_certificate, "base_certificate.json")
     _check_schema(base, "base_certificate.json")
@@ -469,6 +568,10 @@ def read_checkpoints(files: RunFiles, findings: Findings) -> Checkpoints:
     known = {str(v) for v in SUPPORTED_SCHEMA_VERSIONS}
     for it, p in out.files.items():
         rel = files.relative(p)
+        target = outside_run(files.root, p)
+        if target is not None:
+            findings.error(f"{rel} leads outside the run directory (to {target!r}); not read")
+            continue
         try:
             tensors, meta, raw = read_safetensors(p)
         except InvalidInputError as exc:

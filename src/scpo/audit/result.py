@@ -18,7 +18,7 @@ __all__ = ["AuditCheck", "AuditResult", "AuditTolerances", "Findings", "AUDIT_VE
 AUDIT_VERDICTS = ("verified", "failed", "bad input")
 """The possible values of :attr:`AuditResult.verdict`."""
 
-_TOLERANCE_FIELDS = ("g_atol", "g_rtol", "objective_rtol", "lqr_rtol")
+_TOLERANCE_FIELDS = ("g_atol", "g_rtol", "objective_rtol", "lqr_rtol", "step_rtol")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +36,11 @@ class AuditTolerances:
     lqr_rtol : float
         Relative agreement (Frobenius norm) of the fresh DARE solution ``P, K`` and of ``γ`` with
         the task's and the recorded values.
+    step_rtol : float
+        A record's ``step_norm`` must equal ``‖θ_k − θ_parent‖`` of its checkpoints within
+        ``step_rtol·(1 + ‖θ_k‖)``. Training computes ``‖Δ‖`` before ``θ_k = θ_parent + Δ`` is
+        rounded, so the two differ by at most about ``u·‖θ_k‖`` (measured: a few 1e-17); the
+        default ``1e-12`` is thousands of ulps and still catches any edited step.
 
     Raises
     ------
@@ -47,13 +52,14 @@ class AuditTolerances:
     g_rtol: float = 1e-9
     objective_rtol: float = 1e-9
     lqr_rtol: float = 1e-8
+    step_rtol: float = 1e-12
 
     def __post_init__(self) -> None:
         for name in _TOLERANCE_FIELDS:
             check_nonnegative(f"AuditTolerances.{name}", getattr(self, name))
 
     def to_dict(self) -> dict[str, float]:
-        """The four tolerances by name."""
+        """The tolerances by name."""
         return {k: getattr(self, k) for k in _TOLERANCE_FIELDS}
 
 
@@ -111,6 +117,12 @@ class AuditResult:
         The tolerances applied.
     notes : tuple of str
         What was not checked and why (e.g. accepted iterates without a checkpoint).
+    head : str or None
+        The chain's head digest (:mod:`scpo.audit.head`); pin it with ``expect_head``.
+    head_iteration : int or None
+        The iteration the head belongs to (the last well-formed record).
+    specification : tuple of str
+        The constraint specification ``g`` was re-evaluated against (:mod:`scpo.audit.specification`).
     scpo_version : str
         The version of scpo that audited.
     wall_time_s : float
@@ -124,6 +136,9 @@ class AuditResult:
     audited_iterations: tuple[int, ...]
     tolerances: AuditTolerances
     notes: tuple[str, ...] = ()
+    head: str | None = None
+    head_iteration: int | None = None
+    specification: tuple[str, ...] = ()
     scpo_version: str = ""
     wall_time_s: float = 0.0
 
@@ -175,6 +190,9 @@ class AuditResult:
             "audited_iterations": list(self.audited_iterations),
             "tolerances": self.tolerances.to_dict(),
             "notes": list(self.notes),
+            "head": self.head,
+            "head_iteration": self.head_iteration,
+            "specification": list(self.specification),
             "checks": [c.to_dict() for c in self.checks],
             "scpo_version": self.scpo_version,
             "wall_time_s": self.wall_time_s,
@@ -198,6 +216,7 @@ class AuditResult:
         its = list(self.audited_iterations)
         shown = ", ".join(map(str, its[:8])) + (f", … ({len(its)} in all)" if len(its) > 8 else "")
         lines = [f"scpo audit {self.run}: task {self.task or '?'}; g re-evaluated at checkpoint(s) {shown or 'none'}"]
+        lines += [f"  {s}" for s in self.specification]
         levels = self.levels()
         for name, cnt in self.counts().items():
             tag = "FAIL" if cnt["failed"] else "pass"
@@ -212,6 +231,8 @@ class AuditResult:
             lines.append(f"  … and {len(fails) - max_failures} more failures (use --json for all)")
         for note in self.notes:
             lines.append(f"  note: {note}")
+        if self.head is not None:
+            lines.append(f"  head {self.head} (iteration {self.head_iteration}; pin it with --expect-head)")
         code = "" if exit_code is None else f" (exit {exit_code})"
         lines.append(f"verdict: {self.verdict.upper()}{code}; {len(self.checks)} checks in {self.wall_time_s:.1f} s")
         return "\n".join(lines)

@@ -15,11 +15,14 @@ from .base_case import check_base_case
 from .certificate_files import check_certificate_files
 from .chain import check_chain
 from .hashes import check_hashes
+from .head import chain_heads, check_expected_head, parse_expected_head
 from .iterations import parse_iterations
-from .reader import RunFiles, read_checkpoints, read_records, read_run_files
+from .reader import RunFiles, read_checkpoints, read_records, read_run_files, run_status
 from .reevaluate import check_recorded_constraints, reevaluate
 from .region import check_region_certificates
 from .result import AuditResult, AuditTolerances, Findings
+from .specification import constraint_specification
+from .steps import check_checkpoint_coverage, check_step_norms
 
 __all__ = ["audit_run"]
 
@@ -47,6 +50,7 @@ def audit_run(
     iterations: str | Sequence[int] | None = None,
     tolerances: AuditTolerances | None = None,
     chunk: int = 64,
+    expect_head: str | None = None,
 ) -> AuditResult:
     """Re-verify the certificate chain of the run directory ``run`` from its files alone.
 
@@ -61,6 +65,9 @@ def audit_run(
         Default :class:`AuditTolerances()`.
     chunk : int
         Checkpoints evaluated per batch of ``task.constraints``.
+    expect_head : str, optional
+        A head digest pinned earlier (16 to 64 hex digits, :mod:`scpo.audit.head`): it must be
+        the chain's head or that of an earlier iteration (check ``pinned_head``).
 
     Returns
     -------
@@ -71,7 +78,7 @@ def audit_run(
     Raises
     ------
     InvalidInputError
-        Only for a malformed ``iterations``, ``tolerances`` or ``chunk`` argument; problems of the
+        Only for a malformed ``iterations``, ``tolerances``, ``chunk`` or ``expect_head`` argument; problems of the
         run directory are reported in the result (``input_errors``), never raised.
     """
     t0 = time.perf_counter()
@@ -79,19 +86,28 @@ def audit_run(
     if not isinstance(tol, AuditTolerances):
         raise InvalidInputError(f"tolerances: expected AuditTolerances, got {type(tol).__name__}")
     chunk = check_int("chunk", chunk, minimum=1)
+    expected = parse_expected_head(expect_head)
     findings = Findings()
     task_name: str | None = None
     ckpts = None
     audited: list[int] = []
+    heads: list[str] = []
+    spec: tuple[str, ...] = ()
     try:
         files = read_run_files(Path(run))
         task_name = files.task_name
         task = _rebuild_task(files)
-        files.records = read_records(files.paths.records, findings)
+        spec, _digest = constraint_specification(task)
+        files.records = read_records(files.paths.records, findings, crashed=run_status(files.paths) != "finished")
+        heads = chain_heads(files)
+        if expected is not None:
+            check_expected_head(heads, expected, findings)
         ckpts = read_checkpoints(files, findings)
         selected = parse_iterations(iterations, sorted(ckpts.files))
         check_chain(files, ckpts, findings)
         check_hashes(files, ckpts, findings)
+        check_checkpoint_coverage(files, ckpts, findings)
+        check_step_norms(files, ckpts, tol, findings)
         check_base_case(files, ckpts, findings)
         check_backup(files, task, tol, findings)
         check_recorded_constraints(files, findings)
@@ -111,6 +127,9 @@ def audit_run(
         audited_iterations=tuple(audited),
         tolerances=tol,
         notes=tuple(findings.notes),
+        head=heads[-1] if heads else None,
+        head_iteration=len(heads) - 1 if heads else None,
+        specification=spec,
         scpo_version=__version__,
         wall_time_s=time.perf_counter() - t0,
     )

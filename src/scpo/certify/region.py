@@ -666,7 +666,7 @@ def _value_decrease(loop, problem: ClosedLoopProblem, lo: np.ndarray, hi: np.nda
     P = problem.P
     gamma = problem.gamma
     if len(lo) == 0:
-        return Claim("region_value_decrease", "no boxes", Level.SOUND, False, {"reason": "no boxes"})
+        return Claim("region_value_decrease", "no boxes", Level.SOUND, False, {"reason": "no boxes", "required": False})
     c = (lo + hi) / 2
     r = (hi - lo) / 2
     # V convex: V(x) ≥ V(c) + ∇V(c)·(x − c) ≥ V(c) − |∇V(c)|·r on the box.
@@ -694,6 +694,7 @@ def _value_decrease(loop, problem: ClosedLoopProblem, lo: np.ndarray, hi: np.nda
         level=Level.SOUND,
         holds=bool(len(bad) == 0 and len(idx) > 0),
         details={
+            "required": False,  # reported only: reach-avoid does not need it
             "boxes_outside_Xf": int(len(idx)),
             "boxes_meeting_Xf_skipped": int(len(lo) - len(idx)),
             "area_outside_Xf": area_out,

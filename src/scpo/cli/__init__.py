@@ -12,6 +12,7 @@ import sys
 import typer
 
 from . import audit, bench, certify, reach, report, train, verify_lipschitz
+from ._common import ScpoCommand
 
 __all__ = ["app", "main"]
 
@@ -22,18 +23,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(train.train)
-app.command()(train.demo)
-app.command()(certify.certify)
-app.command("verify-lipschitz")(verify_lipschitz.verify_lipschitz)
-app.command()(reach.reach)
-app.command()(report.report)
-app.command()(audit.audit)
-app.command()(bench.bench)
+app.command(cls=ScpoCommand)(train.train)
+app.command(cls=ScpoCommand)(train.demo)
+app.command(cls=ScpoCommand)(certify.certify)
+app.command("verify-lipschitz", cls=ScpoCommand)(verify_lipschitz.verify_lipschitz)
+app.command(cls=ScpoCommand)(reach.reach)
+app.command(cls=ScpoCommand)(report.report)
+app.command(cls=ScpoCommand)(audit.audit)
+app.command(cls=ScpoCommand)(bench.bench)
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (applies the thread policy, :func:`scpo.cli._common.apply_thread_policy`, first)."""
+    from ..errors import InvalidInputError
+    from ._common import apply_thread_policy, err
+    from .exit_codes import EXIT_BAD_INPUT
+
+    try:
+        apply_thread_policy()
+    except InvalidInputError as exc:
+        err(f"error: {exc}")
+        sys.exit(EXIT_BAD_INPUT)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app(prog_name="scpo")
 

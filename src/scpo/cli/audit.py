@@ -42,10 +42,15 @@ def _json_of(result: Any) -> dict[str, Any]:
 
 def audit(
     run: Annotated[Path, typer.Argument(help="Run directory to audit (trusted or not).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="Print the full result as JSON.")] = False,
     iterations: Annotated[
         Optional[str],
         typer.Option("--iterations", help="Checkpoints to re-evaluate: all (default) or a list such as 0,10-20,100-1000:50,last."),
+    ] = None,
+    expect_head: Annotated[
+        Optional[str],
+        typer.Option("--expect-head", help="Head digest printed by an earlier audit (16-64 hex digits): the chain must be that "
+                                           "chain or continue it (a removed, rewritten or reordered record fails)."),
     ] = None,
 ) -> None:
     """Re-verify a run's certificate chain from its files alone: exit 0 verified, 1 a check failed, 2 bad input."""
@@ -53,7 +58,7 @@ def audit(
     from ..errors import InvalidInputError, UnsupportedError
 
     try:
-        result = audit_run(run, iterations=iterations)
+        result = audit_run(run, iterations=iterations, expect_head=expect_head)
     except (InvalidInputError, UnsupportedError) as exc:
         if json_out:
             typer.echo(json.dumps({"kind": "scpo.audit", "run": str(run), "verdict": "bad input", "exit_code": EXIT_BAD_INPUT,

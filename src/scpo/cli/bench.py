@@ -16,7 +16,7 @@ __all__ = ["bench"]
 
 def bench(
     which: Annotated[str, typer.Argument(help="methods | ablations | scaling | all.")] = "all",
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny budgets, one seed: a smoke test, not results.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", metavar="", help="Tiny budgets, one seed: a smoke test, not results.")] = False,
     out: Annotated[Path, typer.Option("--out", help="Folder for the CSV and PNG files.")] = Path("bench-out"),
     seed: Annotated[Optional[list[int]], typer.Option("--seed", help="Seed (repeatable); default: each script's own.")] = None,
     workers: Annotated[

@@ -107,9 +107,13 @@ def _check_options(horizon: int, directions: int, grid: int, samples: int, out: 
     horizon = check_int("horizon", horizon, minimum=1, maximum=1000)
     for name, val in (("directions", directions), ("grid", grid), ("samples", samples)):
         check_int(name, val, minimum=1)
+    from .._io import check_output_dir
+
     for name, path in (("--out", out), ("--plot", plot)):
         if path is not None and Path(path).is_dir():
             raise InvalidInputError(f"{name}: expected a file path, got the directory {str(path)!r}")
+        if path is not None:
+            check_output_dir(Path(path), name, file=True)  # before the computation, not after it
     return horizon
 
 
@@ -243,7 +247,7 @@ def reach(
     directions: Annotated[int, typer.Option("--directions", help="Tangent directions of the polytopes around X_f.")] = 32,
     grid: Annotated[int, typer.Option("--grid", help="Grid points per axis of the learned policy's set.")] = 100,
     samples: Annotated[int, typer.Option("--samples", help="Random states per independent membership check.")] = 100,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-step progress lines.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", metavar="", help="No per-step progress lines.")] = False,
 ) -> None:
     """Exact backward reachable and invariant sets of a linear task, with checks and a plot (exit 0 all claims hold, 1 a claim failed, 2 bad input)."""
     from ..errors import ScpoError

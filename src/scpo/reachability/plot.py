@@ -133,15 +133,20 @@ def reach_figure(
         ax.set_xlabel(state_names[0])
         ax.grid(alpha=0.3)
         ax.set_aspect("equal", adjustable="box")
+    N_b, N_c = len(backup_sets) - 1, len(controllable_sets) - 1
+    mpi_same = mpi is not None and _equal_sets(mpi, backup_sets[-1])
+    cinv_same = control_invariant is not None and _equal_sets(control_invariant, controllable_sets[-1])
     if mpi is not None:
-        draw_polytope(axes[0], mpi, fill=False, edgecolor="tab:red", lw=1.5, ls="--", label="O_∞ (maximal positively invariant)")
+        draw_polytope(axes[0], mpi, fill=False, edgecolor="tab:red", lw=1.5, ls="--",
+                      label=f"O_∞ = R_{N_b} (equal sets)" if mpi_same else "O_∞ (maximal positively invariant)")
     if backup_outer is not None:
         draw_polytope(axes[0], backup_outer, fill=False, edgecolor="navy", lw=1.0, ls=":",
                       label=f"R_T of T_out ⊇ X_f (T = {task_horizon})")
     if safety_states is not None and len(safety_states):
         axes[0].plot(safety_states[:, 0], safety_states[:, 1], ".", ms=1.2, color="0.3", alpha=0.6, label="task's grid S")
     if control_invariant is not None:
-        draw_polytope(axes[1], control_invariant, fill=False, edgecolor="tab:red", lw=1.5, ls="--", label="C_∞ (maximal control invariant)")
+        draw_polytope(axes[1], control_invariant, fill=False, edgecolor="tab:red", lw=1.5, ls="--",
+                      label=f"C_∞ = C_{N_c} (equal sets)" if cinv_same else "C_∞ (maximal control invariant)")
     if mpi is not None:
         draw_polytope(axes[1], mpi, fill=False, edgecolor="tab:blue", lw=1.2, ls="-.", label="backup's O_∞")
     axes[0].set_ylabel(state_names[1])
@@ -149,12 +154,23 @@ def reach_figure(
     lim = 1.15 * float(np.max(np.abs(np.concatenate([lo, hi]))))
     axes[0].set_xlim(-lim, lim)
     axes[0].set_ylim(-lim, lim)
+    inside = learned is None  # few entries: the legend fits inside the axes (the state box leaves room at its corners)
     for ax in axes:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+        if inside:
+            ax.legend(fontsize=7, loc="lower left", framealpha=0.85)
+        else:
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.suptitle(title or "backward reachable sets")
-    # explicit margins: the legends sit below the axes, where no layout engine reserves room for them
-    fig.subplots_adjust(left=0.06, right=0.98, top=0.92, bottom=0.2, wspace=0.12)
+    # explicit margins: legends below the axes sit where no layout engine reserves room for them
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.92, bottom=0.08 if inside else 0.2, wspace=0.12)
     return fig
+
+
+def _equal_sets(P: Polytope, Q: Polytope) -> bool:
+    """Whether ``P = Q`` by LP containment both ways (:func:`scpo.reachability.polytope.contains`)."""
+    from .polytope import contains
+
+    return P.dim == Q.dim and contains(P, Q) and contains(Q, P)
 
 
 def report_figure(report: ReachReport, *, title: str = "") -> Figure:

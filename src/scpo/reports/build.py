@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_json, atomic_write_text, check_output_dir
+from ..errors import RunDirectoryError
 from ..evidence import _jsonable
 from ..plotting import save
 from .claims import claim_required, summary, verdict_rows
@@ -141,16 +142,22 @@ def build_report(
     Raises
     ------
     RunDirectoryError
-        ``run`` is not a run directory of a known schema (nothing is written).
+        ``run`` is not a run directory of a known schema, or the included audit finds bad input
+        in it (a damaged run: nothing is written into it).
     InvalidInputError
-        A malformed ``audit_iterations``.
+        A malformed ``audit_iterations``, or an output folder that cannot be written (checked
+        before any work).
     """
     data = collect_run(run)
+    out = Path(out) if out is not None else data.run.paths.report
+    check_output_dir(out, "report folder")
     if audit:
         from ..audit import audit_run
 
         data.audit = audit_run(data.root, iterations=audit_iterations)
-    out = Path(out) if out is not None else data.run.paths.report
+        if data.audit.verdict == "bad input":  # a damaged run: nothing is written into it
+            raise RunDirectoryError(f"run {str(data.root)!r}: the audit finds it damaged ({data.audit.input_errors[0]}); "
+                                    "no report written (scpo audit RUN lists every problem)")
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:

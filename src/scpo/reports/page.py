@@ -36,6 +36,9 @@ AUDIT_TEXT = {
     "objective": "f re-evaluated at audited checkpoints reproduces the record",
     "reach_avoid": "reach-avoid re-derived with the audit's own closed-loop rollout at audited checkpoints",
     "certificate_binding": "certificate files certify θs of the chain",
+    "checkpoint_coverage": "every accepted iterate that checkpoint_every saves, and the last one, has its checkpoint",
+    "step_norm": "each recorded step length equals the distance between its saved iterates",
+    "pinned_head": "the chain is the pinned one (--expect-head) or continues it",
 }
 """What each audit check name states, for the verdict table."""
 
@@ -191,7 +194,7 @@ def _claims_table(doc: Doc, claims: list[dict[str, Any]], table_id: str | None) 
         det = c.get("details") or {}
         shown = {k: v for k, v in det.items() if isinstance(v, (int, float, str, bool)) or v is None}
         rows.append([c.get("name", "?"), Lv(str(c.get("level"))), verdict_of(c), str(c.get("statement", "")),
-                     "; ".join(f"{k} = {fmt(v) if isinstance(v, float) else v}" for k, v in list(shown.items())[:10])])
+                     "; ".join(f"{k} = {_short_value(v)}" for k, v in list(shown.items())[:10])])
     doc.table(["claim", "level", "verdict", "statement", "details"], rows, table_id=table_id)
 
 
@@ -202,13 +205,42 @@ def _certificates(doc: Doc, data: RunData) -> None:
         _claims_table(doc, data.claims_of("final"), "final-claims")
     if data.other_certs:
         doc.h(2, "Other certificates", "other-certificates")
+        doc.table(["file", "iteration", "θ SHA-256", "claims", "summary"], [_cert_row(name, cert) for name, cert in data.other_certs],
+                  table_id="other-certificates-table")
         for name, cert in data.other_certs:
-            meta = {k: v for k, v in cert.items() if k != "claims" and isinstance(v, (int, float, str, bool))}
-            summ = cert.get("summary")
-            if isinstance(summ, dict):
-                meta |= {k: v for k, v in summ.items() if isinstance(v, (int, float, str, bool))}
-            doc.p(f"certificates/{name}: " + ", ".join(f"{k} = {fmt(v) if isinstance(v, float) else v}" for k, v in list(meta.items())[:20]))
+            doc.p(Code(f"certificates/{name}"), ":")
             _claims_table(doc, [c for c in cert["claims"] if isinstance(c, dict)], None)
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_CERT_META_SKIP = {"claims", "schema_version", "iteration", "theta_sha256", "kind", "created", "scpo_version"}
+
+
+def _short_value(v: Any) -> str:
+    if isinstance(v, str) and _HEX64.match(v):
+        return short_hash(v)
+    if isinstance(v, float):
+        return fmt(v)
+    text = str(v)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _cert_row(name: str, cert: dict[str, Any]) -> list[Any]:
+    """One row of the "Other certificates" table: where, which θ, how many claims hold, six key figures."""
+    from .claims import claim_required
+
+    claims = [c for c in cert["claims"] if isinstance(c, dict)]
+    held = sum(1 for c in claims if c.get("holds"))
+    failing = [c.get("name", "?") + ("" if claim_required(c) else " (not required)") for c in claims if not c.get("holds")]
+    verdict = f"{held} of {len(claims)} hold" + (f"; fails: {', '.join(failing)}" if failing else "")
+    meta = {k: v for k, v in cert.items() if k not in _CERT_META_SKIP and isinstance(v, (int, float, str, bool))}
+    summ = cert.get("summary")
+    if isinstance(summ, dict):
+        meta |= {k: v for k, v in summ.items() if isinstance(v, (int, float, str, bool))}
+    shown = "; ".join(f"{k} {_short_value(v)}" for k, v in list(meta.items())[:6])
+    it = cert.get("iteration")
+    return [Code(name), "—" if it is None else str(it), short_hash(cert.get("theta_sha256")) if cert.get("theta_sha256") else "—",
+            verdict, shown or "—"]
 
 
 def _audit(doc: Doc, audit: Any) -> None:

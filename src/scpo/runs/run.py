@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .._validate import check_int, read_json_object
 from ..errors import RunDirectoryError
-from .files import SCHEMA_VERSION, flatten_tensors, read_checkpoint, read_jsonl, theta_sha256
+from .files import flatten_tensors, read_checkpoint, read_records, theta_sha256
+from .integrity import check_config
 
 __all__ = ["Run", "load_run", "RunPaths"]
 
@@ -165,15 +167,8 @@ class Run:
             raise RunDirectoryError(f"run {str(self.path)!r}: expected a run directory, found none")
         if not self.paths.config.is_file():
             raise RunDirectoryError(f"run {str(self.path)!r}: config.json is missing (not an scpo run directory?)")
-        try:
-            self.config: dict[str, Any] = json.loads(self.paths.config.read_text())
-        except json.JSONDecodeError as exc:
-            raise RunDirectoryError(f"run {str(self.path)!r}: config.json is not valid JSON ({exc})") from None
-        version = self.config.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise RunDirectoryError(
-                f"run {str(self.path)!r}: config.json has schema_version {version!r}; this scpo reads {SCHEMA_VERSION}"
-            )
+        where = f"run {str(self.path)!r}: config.json"
+        self.config: dict[str, Any] = check_config(read_json_object(self.paths.config, where, RunDirectoryError), where)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, task={self.task_name!r}, iterations={len(self.records)})"
@@ -184,25 +179,30 @@ class Run:
 
     @cached_property
     def records(self) -> list[dict[str, Any]]:
+        """The complete records; a torn last line (a crash mid-append) is left out.
+
+        Raises
+        ------
+        RunDirectoryError
+            A complete line that is not a UTF-8 JSON object (damage, not a crash).
+        """
         if not self.paths.records.is_file():
             return []
-        records, _bad = read_jsonl(self.paths.records)
+        records, _torn = read_records(self.paths.records)
         return records
 
     @property
     def status(self) -> dict[str, Any]:
         """``run.json``: whether the run finished, was interrupted or crashed, and resume events."""
         try:
-            return json.loads(self.paths.status.read_text())
-        except (OSError, json.JSONDecodeError):
+            status = json.loads(self.paths.status.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing, not UTF-8, not JSON
             return {}
+        return status if isinstance(status, dict) else {}
 
     @cached_property
     def base_certificate(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.paths.base_certificate.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RunDirectoryError(f"run {str(self.path)!r}: base_certificate.json unreadable ({exc})") from None
+        return read_json_object(self.paths.base_certificate, f"run {str(self.path)!r}: base_certificate.json", RunDirectoryError)
 
     @property
     def checkpoints(self) -> dict[int, Path]:
@@ -230,6 +230,7 @@ class Run:
             raise RunDirectoryError(f"run {str(self.path)!r}: no checkpoints saved")
         if iteration is None:
             iteration = max(ckpts)
+        iteration = check_int("iteration", iteration, minimum=0)
         if iteration not in ckpts:
             saved = sorted(ckpts)
             shown = ", ".join(map(str, saved[:10])) + (" …" if len(saved) > 10 else "")
