@@ -8,6 +8,12 @@
 Methods (every one starts from the task's θ₀, the zero-final-layer residual, i.e. the backup):
 
 * ``scpo``: the projector with the task's defaults (block-gradient probes, bank 16, Adam);
+* ``scpo-sound``: the same with the sound gate (``certify="sound"``: every iterate certified on the region C);
+* ``scpo-certified-L``: the projector with ``L_mode="subspace"``: every iteration sets ``L`` to the
+  sound curvature bound on the bank's span over the ball of radius ``CERTIFIED_RADIUS[task]``
+  (the step is kept in it), so (★) is a sound bound; its ``rejected for safety`` column must be 0.
+  It costs one subspace certificate per iteration (about 20–40 s on the double integrator on one
+  loaded core), so it is the slowest method here by far;
 * ``plain-bank``: the paper's bank of raw steps (``block_probes=0, probe_radius=None``);
 * ``unconstrained``: the same Adam raw steps, always taken (``projection=False``);
 * ``penalty``: augmented Lagrangian (PHR), Adam with the same learning rate, constraint
@@ -52,12 +58,13 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("scpo", "scpo-sound", "plain-bank", "unconstrained", "penalty", "penalty-autograd", "lbsgd")
+METHODS = ("scpo", "scpo-sound", "scpo-certified-L", "plain-bank", "unconstrained", "penalty", "penalty-autograd", "lbsgd")
 TASKS = ("regression", "double-integrator")
 
 PROJECTOR_VARIANTS = {
     "scpo": {},
     "scpo-sound": {},
+    "scpo-certified-L": {"L_mode": "subspace"},  # certified_radius per task: CERTIFIED_RADIUS
     "plain-bank": {"block_probes": 0, "probe_radius": None},
     "unconstrained": {"projection": False},
 }
@@ -66,6 +73,10 @@ PROJECTOR_VARIANTS = {
 # task and 50 on the double integrator (SCPO spends about 9 evaluations per iteration), enough for
 # SCPO to pass 90 % of its improvement on both while keeping the 5-seed run under an hour on 2 cores.
 BUDGETS = {"regression": 3000, "double-integrator": 450}
+# Radius of the ball of the certified subspace L (scpo-certified-L): the cap of every step and
+# offset. 0.03 on the double integrator is the step length adaptive SCPO takes in its first
+# iterations (0.03–0.05 on seed 0); 0.05 on the regression task.
+CERTIFIED_RADIUS = {"regression": 0.05, "double-integrator": 0.03}
 QUICK_BUDGETS = {"regression": 270, "double-integrator": 45}
 MAX_ITERATIONS = {"regression": 20000, "double-integrator": 4000}
 # Below this relative improvement a run has no "time to 90 % of its improvement" (it is noise).
@@ -132,6 +143,8 @@ def build_method(name: str, task_name: str, seed: int, *, task_overrides=None, p
     from scpo.training import setup_task
 
     proj = {**PROJECTOR_VARIANTS.get(name, {}), **(projector_overrides or {})}
+    if name == "scpo-certified-L":
+        proj.setdefault("certified_radius", CERTIFIED_RADIUS[task_name])
     certify = "sound" if name == "scpo-sound" else "grid"
     cfg = resolve_config(task_name, task_overrides=task_overrides or {}, projector_overrides=proj,
                          train_overrides={"seed": seed, "certify": certify})
@@ -213,7 +226,7 @@ def run_method(task_name: str, method: str, seed: int, budget: int, *, max_itera
     it = accepted = rejected = violations = 0
     first_violation = None
     wall = eval_s = grad_s = proj_s = 0.0
-    prediction_failures = 0
+    prediction_failures = safety_rejections = 0
     rows_added = gate_rejections = 0
     gate_s = 0.0
     best_feasible = f0 if not _violates(float(np.max(m.g))) else math.inf
@@ -227,6 +240,7 @@ def run_method(task_name: str, method: str, seed: int, budget: int, *, max_itera
         grad_s += rec.gradient_time_s
         proj_s += rec.solve_time_s + rec.setup_time_s
         prediction_failures += getattr(rec, "prediction_failures", 0)
+        safety_rejections += getattr(rec, "safety_rejections", 0)
         rows_added += getattr(rec, "rows_added", 0)
         gate_rejections += getattr(rec, "gate_rejections", 0)
         gate_s += getattr(rec, "gate_time_s", 0.0)
@@ -312,6 +326,7 @@ def run_method(task_name: str, method: str, seed: int, budget: int, *, max_itera
         "gradient_s": grad_s,
         "projection_s": proj_s,
         "prediction_failures": prediction_failures,
+        "safety_rejections": safety_rejections,
         "rows_added": rows_added,
         "gate_rejections": gate_rejections,
         "gate_s": gate_s,
@@ -358,6 +373,7 @@ def summarise(rows: list[dict[str, Any]], keys=("task", "method")) -> list[dict[
             med, lo, hi = spread([r[col] for r in rs])
             s[f"{col}_median"], s[f"{col}_min"], s[f"{col}_max"] = med, lo, hi
         s["violating_iterates_train_total"] = sum(r["violating_iterates_train"] for r in rs)
+        s["safety_rejections_total"] = sum(r.get("safety_rejections", 0) for r in rs)
         s["runs_violating_train"] = sum(r["violating_iterates_train"] > 0 for r in rs)
         fine = [r["violating_iterates_fine"] for r in rs if r["violating_iterates_fine"] is not None]
         s["violating_iterates_fine_total"] = sum(fine) if fine else None
@@ -377,7 +393,7 @@ def fmt(med: float, lo: float, hi: float, spec: str = ".4f") -> str:
 
 def print_summary(summary: list[dict[str, Any]]) -> None:
     head = (f"{'task':>17} {'method':>16} {'final objective':>28} {'quality':>24} {'viol. train':>11} {'viol. fine':>10} "
-            f"{'evals→90%':>22} {'wall→90%':>20} {'iters':>16} {'ms/it':>16} {'rows added':>14}")
+            f"{'evals→90%':>22} {'wall→90%':>20} {'iters':>16} {'ms/it':>16} {'rows added':>14} {'rej. safety':>11}")
     print(head)
     for s in summary:
         fine = "-" if s["violating_iterates_fine_total"] is None else f"{s['violating_iterates_fine_total']} ({s['runs_violating_fine']})"
@@ -390,15 +406,17 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
             f"{fmt(s['wall_s_to_90pct_median'], s['wall_s_to_90pct_min'], s['wall_s_to_90pct_max'], '.1f'):>20} "
             f"{fmt(s['iterations_median'], s['iterations_min'], s['iterations_max'], '.0f'):>16} "
             f"{fmt(s['ms_per_iteration_median'], s['ms_per_iteration_min'], s['ms_per_iteration_max'], '.0f'):>16} "
-            f"{fmt(s['rows_added_median'], s['rows_added_min'], s['rows_added_max'], '.0f'):>14}",
+            f"{fmt(s['rows_added_median'], s['rows_added_min'], s['rows_added_max'], '.0f'):>14} "
+            f"{s['safety_rejections_total']:>11}",
             flush=True,
         )
     print("viol. train / fine: accepted iterates with max g > 0 summed over seeds (runs with any); "
-          "→90%: to 90 % of the run's own final improvement, median [min, max] over runs that got there")
+          "→90%: to 90 % of the run's own final improvement, median [min, max] over runs that got there; "
+          "rej. safety: candidates rejected because an evaluated row was > 0, summed over seeds (0 by the theorem for scpo-certified-L)")
 
 
-COLORS = {"scpo": "tab:blue", "scpo-sound": "navy", "plain-bank": "tab:orange", "unconstrained": "tab:red", "penalty": "tab:purple",
-          "penalty-autograd": "tab:pink", "lbsgd": "tab:green"}
+COLORS = {"scpo": "tab:blue", "scpo-sound": "navy", "scpo-certified-L": "tab:cyan", "plain-bank": "tab:orange", "unconstrained": "tab:red",
+          "penalty": "tab:purple", "penalty-autograd": "tab:pink", "lbsgd": "tab:green"}
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:

@@ -15,8 +15,21 @@ Part 3  Rollout rows of the double integrator (2-32-32-1, d = 1185) through the 
 Part 4  State-Lipschitz constants (naive product, LipSDP with re-check, sampled Jacobian norm,
         largest local per-cell bound) of the residual, the policy and the closed loop.
 Part 5  Certified L in the projector: rejected tries with the certified L vs. L/20 (regression, small).
+Part 6  A 100-iteration double-integrator demo run (``--run RUN``; without it one is trained into
+        ``--out``/demo with ``scpo demo --certify grid`` settings, about 10 minutes): the wall time of
+        ``scpo verify-lipschitz RUN`` (a subprocess, one torch thread; target < 60 s on 2 cores), and
+        the sound/lower ratio distributions of the subspace bound (all rows, and the randomly sampled
+        rows) beside the full-space bound (on ``--full-states`` random initial states, same θ and
+        radius; ``0`` skips it: the full-space bound of all 1,470 states takes ~9 CPU minutes).
+Part 7  Certified-L training runs (``--train-run RUN ...``, e.g. ``scpo train double-integrator
+        --iterations 100 --seed 0 --L-mode subspace --certified-radius 0.03``): imitation loss over the
+        backup's, candidates rejected for safety, prediction failures, violating iterates, seconds per
+        iteration and in the subspace certificate.
 
-Writes smoothness_mlp.csv, smoothness_regression.csv, smoothness_rollout.csv, lipschitz.csv.
+Parts 6 and 7 run only when asked (``--parts 6 7``); ``--parts`` defaults to 1–5.
+
+Writes smoothness_mlp.csv, smoothness_regression.csv, smoothness_rollout.csv, lipschitz.csv,
+smoothness_demo_ratios.csv.
 """
 
 from __future__ import annotations
@@ -258,19 +271,129 @@ def part5() -> None:
               f"prediction failures {sum(r.prediction_failures for r in recs):2d}  objective {recs[0].objective_before:.4f} -> {recs[-1].objective:.4f}")
 
 
+def _quantiles(v: np.ndarray) -> str:
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return f"{0:>7} rows"
+    q = np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return f"{v.size:>7} rows " + " ".join(f"{x:>9.3g}" for x in (*q, v.max()))
+
+
+def _ratios(sound, lower) -> np.ndarray:
+    sound, lower = np.asarray(sound, dtype=float), np.array([float(x) for x in lower])
+    ok = np.isfinite(sound) & np.isfinite(lower) & (lower > 0)
+    return sound[ok] / lower[ok]
+
+
+def _demo_run(out: Path) -> Path:
+    import subprocess
+
+    run = out / "demo"
+    if not (run / "run.json").is_file():
+        print(f"  training a 100-iteration demo run into {run} (scpo demo --certify grid) ...", flush=True)
+        subprocess.run(["scpo", "demo", "--out", str(run), "--certify", "grid"], check=True, stdout=subprocess.DEVNULL)
+    return run
+
+
+def part6(run: Path | None, full_states: int, out: Path) -> None:
+    import json
+    import subprocess
+
+    from scpo.certify.smoothness import verify_smoothness
+    from scpo.runs import load_run
+    from scpo.runs.files import read_tensors
+
+    run = run if run is not None else _demo_run(out)
+    print(f"\n== Part 6: verify-lipschitz on {run} (subspace vs full-space bound) ==")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    res = subprocess.run(["scpo", "verify-lipschitz", str(run), "--json"], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if res.returncode not in (0, 1):
+        raise SystemExit(f"scpo verify-lipschitz failed (exit {res.returncode}): {res.stderr[-2000:]}")
+    sub = json.loads(res.stdout)
+    load = os.getloadavg()[0]
+    print(f"  scpo verify-lipschitz {run.name}: {wall:.1f} s wall (target < 60 s; internal {sub['timings_s']}); "
+          f"load average {load:.1f} on {os.cpu_count()} cores" + (" — a shared, loaded machine" if load > (os.cpu_count() or 1) else ""))
+    pr = sub["per_row"]
+    r_all = _ratios(pr["sound"], pr["lower"])
+    sample = np.asarray(sub.get("sample_rows") or [], dtype=int)
+    lines = [("subspace, every row (lower: centre Hessian, 2nd differences, search)", r_all)]
+    if sample.size:
+        lines.append(("subspace, the random sample", _ratios(np.asarray(pr["sound"], float)[sample], np.array(pr["lower"], dtype=object)[sample])))
+    radius = float(sub["region"]["radius"])
+    if full_states:
+        r_run = load_run(run)
+        task = r_run.task
+        K = int(sub["iteration"])
+        state = read_tensors(r_run.paths.state_files()[K])
+        theta, L = state["theta"], state["L"]
+        S = task.constraint_states.shape[0]
+        R = L.size // S
+        pick = np.sort(np.random.default_rng(0).choice(S, size=min(full_states, S), replace=False))
+        rows = (pick[:, None] * R + np.arange(R)[None, :]).reshape(-1)
+        t1 = time.perf_counter()
+        ver = verify_smoothness(task.problem, task.structure, theta, task.constraint_states[pick], L[rows], L[rows], radius, bound="full",
+                                aggregation=task.rows, temperature=task.lse_temperature, seed=0)
+        tf = time.perf_counter() - t1
+        d = ver.to_dict()["per_row"]
+        lines.append((f"full space, {pick.size} random states (lower: search on sampled rows; {tf:.0f} s)", _ratios(d["sound"], d["lower"])))
+    print(f"  sound / lower ratio at θ_{sub['iteration']}, ball radius {radius:.4g} (subspace dimension {sub['region'].get('dim')}):")
+    print(f"  {'':>72} {'':>12}{'p10':>9} {'p25':>9} {'median':>9} {'p75':>9} {'p90':>9} {'max':>9}")
+    rows_csv = []
+    for label, r in lines:
+        print(f"  {label:>72} {_quantiles(r)}")
+        if r.size:
+            rows_csv.append({"bound": label, "rows": r.size, **{f"q{int(q * 100)}": float(np.quantile(r, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
+                             "max": float(r.max())})
+    print(f"  (target: subspace median ≤ 10×; counts {sub['counts']})")
+    _write(out / "smoothness_demo_ratios.csv", rows_csv)
+
+
+def part7(runs: list[Path]) -> None:
+    import json
+
+    print("\n== Part 7: certified-L training runs ==")
+    print(f"{'run':>28} {'L mode':>9} {'iters':>5} {'acc':>4} {'imitation / backup':>18} {'rej. safety':>11} {'pred. fail':>10} "
+          f"{'violating':>9} {'s/it':>7} {'L s/it':>7} {'radius':>7}")
+    for run in runs:
+        recs = [json.loads(line) for line in (run / "certificates.jsonl").read_text().splitlines() if line.strip()]
+        if not recs:
+            continue
+        f0 = recs[0]["objective_before"]
+        last = recs[-1]["objective"]
+        acc = [r for r in recs if r["accepted"]]
+        rad = recs[-1].get("L_radius", float("nan"))
+        safety = str(sum(r["safety_rejections"] for r in recs)) if all("safety_rejections" in r for r in recs) else "-"
+        print(f"{run.name:>28} {recs[-1].get('L_mode', '?'):>9} {len(recs):5d} {len(acc):4d} {last / f0:18.1%} "
+              f"{safety:>11} {sum(r['prediction_failures'] for r in recs):10d} "
+              f"{sum(bool(r['violation']) for r in recs):9d} {np.mean([r['wall_time_s'] for r in recs]):7.1f} "
+              f"{np.mean([r.get('L_time_s', 0.0) for r in recs]):7.1f} {rad:7.3g}")
+    print("  imitation / backup: f(θ_T) / f(θ_0) (θ_0 is the backup: zero final layer); target ≤ 75 %, zero rejections for safety "
+          "('-': records written before the count existed)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (well under two minutes)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    ap.add_argument("--parts", type=int, nargs="*", default=[1, 2, 3, 4, 5], choices=range(1, 8))
+    ap.add_argument("--run", type=Path, default=None, help="Part 6: a 100-iteration demo run (default: train one into OUT/demo)")
+    ap.add_argument("--full-states", type=int, default=64, help="Part 6: initial states of the full-space bound (0: skip)")
+    ap.add_argument("--train-run", type=Path, nargs="*", default=[], help="Part 7: certified-L training runs")
     args = ap.parse_args(argv)
     _one_core()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    part1(args.quick, args.out)
-    part2(args.quick, args.out)
-    part3(args.quick, args.out)
-    part4(args.quick, args.out)
-    part5()
+    for k, part in ((1, part1), (2, part2), (3, part3), (4, part4)):
+        if k in args.parts:
+            part(args.quick, args.out)
+    if 5 in args.parts:
+        part5()
+    if 6 in args.parts:
+        part6(args.run, args.full_states, args.out)
+    if 7 in args.parts:
+        part7(args.train_run)
     print(f"\ntotal {time.perf_counter() - t0:.1f} s; CSV files in {args.out}/")
     return 0
 

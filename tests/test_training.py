@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scpo import load_run
-from scpo.errors import ConfigError, NonFiniteError, RunDirectoryError
+from scpo.errors import ConfigError, InvalidInputError, NonFiniteError, RunDirectoryError
 from scpo.runs.files import read_checkpoint, theta_sha256
 from scpo.training import resolve_config, resume, train
 
@@ -218,3 +218,81 @@ def test_benchmarks_import_only_public_names_of_scpo():
             if m and any(name.strip().startswith("_") for name in m.group(2).split(",")):
                 private.append(f"{script.name}: {line.strip()}")
     assert not private, private
+
+
+def test_run_reader_raises_on_a_bad_middle_line_and_names_a_wrong_iteration_type(tmp_path):
+    out = tmp_path / "run"
+    train(small_config(4), out)
+    run = load_run(out)
+    assert sorted(run.checkpoints)[:2] == [0, 1]
+    with pytest.raises(InvalidInputError, match="iteration: expected an integer, got '1' \\(str\\)"):
+        run.policy("1")
+    lines = (out / "certificates.jsonl").read_bytes().split(b"\n")
+    lines[1] = lines[1][:-5] + b"\xfe" + lines[1][-4:]
+    (out / "certificates.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(RunDirectoryError, match="line 2 of 4: not UTF-8"):
+        load_run(out).records
+
+
+def test_resume_says_running_repairs_a_torn_last_line_and_removes_crash_residue(tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    train(small_config(4), out)
+    with open(out / "certificates.jsonl", "ab") as fh:
+        fh.write(b'{"schema_version": 1, "iteration": 5, "acc')  # a crash mid-append ...
+    shutil.copyfile(out / "checkpoints" / "theta_000004.safetensors", out / "checkpoints" / "theta_000005.safetensors")  # ... after its checkpoint
+    seen = []
+
+    def progress(info):
+        seen.append(json.loads((out / "run.json").read_text())["status"])
+
+    resume(out, iterations=6, progress=progress)
+    run = load_run(out)
+    assert seen and set(seen) == {"running"}  # run.json says running while the resume trains
+    event = [e for e in run.status["events"] if e["event"] == "resume"][-1]
+    assert any("torn last line 5" in r for r in event["repaired"]) and any("theta_000005" in r for r in event["repaired"])
+    assert [r["iteration"] for r in run.records] == [1, 2, 3, 4, 5, 6] and run.status["status"] == "finished"
+    from scpo.audit import audit_run
+
+    assert audit_run(out).verdict == "verified"
+
+
+def test_a_stalled_run_is_announced_and_stops_by_the_documented_rule(tmp_path, caplog):
+    """Grid-mode regression at this size stops improving after ~190 iterations: every later step is
+    rejected for no_decrease. The notice comes after 25 such iterations; --stop-after-stall N ends the
+    run after N of them, as a finished run that audits clean."""
+    import logging
+
+    from scpo.audit import audit_run
+    from scpo.training.run import STALL_NOTICE
+
+    out = tmp_path / "run"
+    cfg = resolve_config("regression", task_overrides=SMALL, projector_overrides={"lr": 0.05},
+                         train_overrides={"iterations": 400, "certify": "grid"})
+    with caplog.at_level(logging.WARNING, logger="scpo.training.run"):
+        res = train(cfg, out, stall_limit=30)
+    run = load_run(out)
+    recs = run.records
+    tail = recs[-30:]
+    assert all(not r["accepted"] for r in tail) and recs[-31]["accepted"]  # stopped exactly at the 30th rejection
+    assert len(recs) < 400 and res.status == "finished" and run.status["status"] == "finished"
+    assert run.status["stopped_early"]["iteration"] == recs[-1]["iteration"]
+    notices = [m for m in caplog.messages if "training has stalled" in m]
+    assert len(notices) == 1 and f"were all rejected (no_decrease ×{STALL_NOTICE})" in notices[0]
+    assert audit_run(out, iterations="0,last").verdict == "verified"
+
+
+def test_every_file_of_a_run_is_readable_by_others_under_umask_022(tmp_path):
+    """issue 15, item 10: checkpoints and state were written 0600 (safetensors' own mode); another user
+    must be able to audit a shared run."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        train(small_config(2), tmp_path / "run")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in (tmp_path / "run").rglob("*")}
+    assert {k: oct(m) for k, m in modes.items() if m != (0o755 if (tmp_path / k).is_dir() else 0o644)} == {}
+    assert any(k.startswith("run/checkpoints/") for k in modes) and any(k.startswith("run/state/") for k in modes)

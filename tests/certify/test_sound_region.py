@@ -73,6 +73,17 @@ def test_clipping_in_3d_matches_the_closed_form_simplex_and_exact_volumes():
     clip2 = clip_box(np.zeros(3), np.ones(3), H2, h2)
     ref = exact_measure(Polytope(H=np.vstack([np.eye(3), -np.eye(3), H2]), h=np.concatenate([np.ones(3), np.zeros(3), h2])))
     assert clip2.status == "partial" and clip2.volume == pytest.approx(float(ref), rel=1e-12)
+    # many cutting rows (the general enumeration path): the same vertices as the reference enumeration
+    from scpo.reachability.enumeration import exact_vertices_nd
+
+    rng = np.random.default_rng(7)
+    H5 = rng.standard_normal((6, 3))
+    h5 = 0.2 + 0.1 * rng.random(6) + H5 @ np.full(3, 0.5)  # six planes through the cube near its centre
+    clip5 = clip_box(np.zeros(3), np.ones(3), H5, h5)
+    P5 = Polytope(H=np.vstack([np.eye(3), -np.eye(3), H5]), h=np.concatenate([np.ones(3), np.zeros(3), h5]))
+    ref5 = {tuple(float(x) for x in v) for v in exact_vertices_nd(P5).vertices}
+    assert clip5.status == "partial" and set(map(tuple, clip5.vertices.tolist())) == ref5
+    assert clip5.volume == pytest.approx(float(exact_measure(P5)), rel=1e-12)
 
 
 def test_backup_certifies_on_all_of_C(di):

@@ -50,3 +50,55 @@ def test_demo_runs_and_reports(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(out), "--iterations", "2"])
     assert res.exit_code == 0, res.output
     assert str(out) in res.output and "objective" in res.output and "accepted" in res.output
+
+
+def test_help_shows_flags_as_flags_and_the_library_defaults():
+    from scpo.projector import ProjectorConfig
+    from scpo.training.config import TrainConfig
+
+    for cmd in ("train", "demo", "audit", "reach", "report", "bench"):
+        res = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "<bool>" not in res.output, (cmd, res.output)
+    text = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output.split())
+    t, p = TrainConfig(), ProjectorConfig()
+    for flag, value in (("--iterations", t.iterations), ("--seed", t.seed), ("--bank-size", p.bank_size), ("--solver", p.solver),
+                        ("--direction", p.direction), ("--checkpoint-every", t.checkpoint_every), ("--certify", t.certify)):
+        after = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+        assert f"Default: {value}." in after, (flag, after)
+    assert "a multiple of K" in text  # what the code does (rec.iteration % checkpoint_every == 0)
+
+
+def test_thread_policy_one_thread_unless_the_user_chose():
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from scpo.cli._common import apply_thread_policy
+    from scpo.errors import InvalidInputError
+
+    env: dict[str, str] = {}
+    assert apply_thread_policy(env) == 1 and env == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = {"OMP_NUM_THREADS": "2"}
+    assert apply_thread_policy(env) == 2 and env["MKL_NUM_THREADS"] == "2"  # check_theta_sequence's choice is kept
+    env = {"OMP_NUM_THREADS": "2", "SCPO_NUM_THREADS": "3"}
+    assert apply_thread_policy(env) == 3 and env["OMP_NUM_THREADS"] == "3"
+    with pytest.raises(InvalidInputError, match="SCPO_NUM_THREADS: expected a positive integer, got 'many'"):
+        apply_thread_policy({"SCPO_NUM_THREADS": "many"})
+    # applied before torch is imported, torch starts with one intra-op thread
+    code = "from scpo.cli._common import apply_thread_policy; apply_thread_policy(); import torch; print(torch.get_num_threads())"
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=300)
+    assert out.stdout.strip() == "1", out.stderr
+
+
+def test_unprojected_run_with_violating_iterates_exits_1_like_the_demo(tmp_path):
+    out = tmp_path / "free"
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"task_config": {"hidden": [8], "n_train": 40, "n_grid": 60}, "projector": {"lr": 0.1}}))
+    res = runner.invoke(app, ["train", "regression", "--out", str(out), "--iterations", "25", "--config", str(cfg), "--no-projection",
+                              "--quiet"])
+    violations = sum(1 for r in load_run(out).records if r["violation"])
+    assert violations > 0 and res.exit_code == 1, res.output
+    assert f"accepted iterates violating a constraint   {violations}" in res.output

@@ -190,3 +190,25 @@ def test_relu_run_is_refused(tmp_path):
     for extra in ((), ("--bound", "full")):
         res = invoke(run.path, "--radius", 0.01, *extra)
         assert res.exit_code == 2 and "ReLU" in res.stderr, res.output
+
+
+def test_a_subspace_L_run_is_rechecked_where_it_was_certified(tmp_path):
+    """L_mode='subspace': iteration K's L were certified at θ_(K−1); the re-check there certifies every row,
+    and the same check fails once the saved L are lowered below the bound (control)."""
+    from scpo.runs.files import write_tensors
+
+    out = tmp_path / "sub"
+    train(resolve_config("regression", task_overrides=TINY, projector_overrides={"L_mode": "subspace", "certified_radius": 0.05},
+                         train_overrides={"iterations": 5, "certify": "grid"}), out)
+    res = invoke(out, "--json")
+    assert res.exit_code == 0, res.output
+    cert = json.loads(res.stdout)
+    assert cert["counts"]["certified"] == cert["rows"] and "θ_4" in cert["theta_source"]
+    assert cert["region"]["radius"] >= 0.05 and "certified_radius" in cert["region"]["derivation"]
+    state_path = out / "state" / "projector_000005.safetensors"
+    state = read_tensors(state_path)
+    sound = np.array(cert["per_row"]["sound"], dtype=float)
+    state["L"] = 0.5 * sound
+    write_tensors(state_path, state, {"iteration": "5"})
+    res = invoke(out, "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout)["counts"]["certified"] == 0, res.output

@@ -50,4 +50,5 @@ def test_the_record_fields_and_their_order_are_the_run_format():
         "evaluations", "solver", "solver_status", "solver_attempts", "socp_rows", "socp_rounds", "feasibility_scale",
         "solve_time_s", "setup_time_s", "evaluation_time_s", "gradient_time_s", "wall_time_s",
         "gate_tries", "gate_rejections", "rows_added", "gate_time_s", "gate_reason", "try_reasons",
+        "safety_rejections", "L_mode", "L_radius", "L_certificates", "L_time_s",
     ]

@@ -189,3 +189,24 @@ def test_cvxpy_problem_is_reused_per_shape(rng):
         solver.solve(gram, q, norms, g, H, np.sum(W**2, axis=1))
     assert len(solver._cache) == 1
     assert isinstance(next(iter(solver._cache.values())).problem, cp.Problem)
+
+
+def test_max_norm_keeps_the_step_in_the_ball_of_a_certified_L():
+    # linear g far from active, probes spanning R^3: without a ball the projection is raw itself;
+    # with ‖Δ‖ ≤ ρ it is the nearest point of the ball to raw, ρ raw/‖raw‖ (closed form)
+    a = np.array([1.0, 2.0, -1.0])
+    gfun = lambda t: np.array([a @ t - 100.0])  # noqa: E731
+    theta, raw = np.zeros(3), np.array([1.0, 1.0, 0.5])
+    bank, g, norms, gram, q, H = _setup(gfun, theta, [*(1e-3 * np.eye(3)), raw], raw)
+    socp = ProjectionSOCP("clarabel")
+    free = socp.solve(gram, q, norms, g, H, np.array([1e-9]))
+    assert free.status == "unconstrained_feasible"
+    np.testing.assert_allclose(bank.step(free.coef), raw, atol=1e-10)
+    rho = 0.3
+    res = socp.solve(gram, q, norms, g, H, np.array([1e-9]), max_norm=rho)
+    step = bank.step(res.coef)
+    assert res.status == "optimal" and np.linalg.norm(step) <= rho * (1 + 1e-6)
+    np.testing.assert_allclose(step, rho * raw / np.linalg.norm(raw), atol=1e-4 * rho)  # interior-point accuracy
+    # a ball larger than the unconstrained step changes nothing
+    big = socp.solve(gram, q, norms, g, H, np.array([1e-9]), max_norm=10.0)
+    np.testing.assert_array_equal(big.coef, free.coef)

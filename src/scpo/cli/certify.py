@@ -58,6 +58,22 @@ class RegionRun:
         return bool(self.result.claims[0].holds)
 
 
+def _saved_iterate(run: Path, iteration: int | None) -> tuple[Any, int, Any]:
+    """The run, the iteration to certify (default: the last checkpoint) and its ``θ``."""
+    from .._validate import check_int
+    from ..errors import InvalidInputError
+    from ..runs import load_run
+
+    if iteration is not None:
+        check_int("--iteration", iteration, minimum=0)
+    r = load_run(run)
+    ckpts = r.checkpoints
+    it = iteration if iteration is not None else (max(ckpts) if ckpts else None)
+    if it is None:
+        raise InvalidInputError(f"run {str(run)!r}: no checkpoints saved, nothing to certify")
+    return r, int(it), r.theta(it)
+
+
 def certify_run(
     run: Path,
     iteration: int | None = None,
@@ -76,21 +92,13 @@ def certify_run(
     from .._validate import check_int, check_positive
     from ..certify import RegionConfig, certify_region, region_figure, region_record, require_unswitched, safety_region_cover
     from ..certify.region import require_reach_avoid
-    from ..errors import InvalidInputError
     from ..plotting import save
-    from ..runs import SCHEMA_VERSION, load_run, theta_sha256
+    from ..runs import SCHEMA_VERSION, theta_sha256
 
     mw = check_positive("--min-width", min_width)
     if horizon is not None:
         check_int("--horizon", horizon, minimum=1)
-    if iteration is not None:
-        check_int("--iteration", iteration, minimum=0)
-    r = load_run(run)
-    ckpts = r.checkpoints
-    it = iteration if iteration is not None else (max(ckpts) if ckpts else None)
-    if it is None:
-        raise InvalidInputError(f"run {str(run)!r}: no checkpoints saved, nothing to certify")
-    theta = r.theta(it)
+    r, it, theta = _saved_iterate(run, iteration)
     task = r.task
     problem = task.problem
     require_reach_avoid(problem)
@@ -143,17 +151,9 @@ def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: in
     from ..certify.sound_region import certificate_figure
     from ..errors import InvalidInputError
     from ..plotting import save
-    from ..runs import load_run
     from ..training import GateSettings, SoundGate, write_region_certificate
 
-    if iteration is not None:
-        check_int("--iteration", iteration, minimum=0)
-    r = load_run(run)
-    ckpts = r.checkpoints
-    it = iteration if iteration is not None else (max(ckpts) if ckpts else None)
-    if it is None:
-        raise InvalidInputError(f"run {str(run)!r}: no checkpoints saved, nothing to certify")
-    theta = r.theta(it)
+    r, it, theta = _saved_iterate(run, iteration)
     task = r.task
     require_unswitched(task.policy)
     if task.declared_region() is None:
@@ -280,7 +280,7 @@ def certify(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Bound the leaves on a running Ray cluster ('auto', 'host:6379').")] = None,
     task_leaves: Annotated[Optional[int], typer.Option("--task-leaves", help=f"Leaves per bounding task (default {DEFAULT_TASK_LEAVES} with Ray, one call otherwise); fixes the certificate's bits.")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:K]: where the leaf bounds are computed.")] = "cpu",
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.", metavar="")] = False,
 ) -> None:
     """Sound region certificate: bound every rollout constraint over boxes covering C (exit 0 all certified, 1 a box failed, 2 bad input)."""
     raise typer.Exit(certify_command(run, iteration, horizon, min_width, quiet=quiet, cover=cover, max_depth=max_depth,

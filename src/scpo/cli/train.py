@@ -29,6 +29,8 @@ def _claims_of(run: Any) -> list[dict[str, Any]]:
 
 
 def _summary_text(result: Any, *, title: str) -> str:
+    from ..reports.claims import claim_required
+
     lines = [
         f"{title}",
         f"  run directory        {result.run.path}",
@@ -42,7 +44,7 @@ def _summary_text(result: Any, *, title: str) -> str:
     if claims:
         lines.append("  certificates")
         for c in claims:
-            if c.get("details", {}).get("required") is False:
+            if not claim_required(c):
                 d = c["details"]
                 frac = d.get("fraction_decreasing")
                 note = f" ({100 * frac:.1f}% of steps outside X_f decrease)" if isinstance(frac, float) else ""
@@ -60,31 +62,52 @@ def train(
     task: Annotated[Optional[str], typer.Argument(help="Task: a built-in name (scpo tasks) or module:factory; omit with --task-file.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="New run directory to write.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory instead.")] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Total iterations of the run.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the task (initialisation, sampling).")] = None,
-    bank_size: Annotated[Optional[int], typer.Option("--bank-size", help="Bank size m.")] = None,
-    solver: Annotated[Optional[str], typer.Option(help="auto | clarabel | mosek | scs.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the raw step.")] = None,
-    direction: Annotated[Optional[str], typer.Option(help="Raw step rule: adam | sgd.")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Save θ every K accepted iterations (0: first and last only).")] = None,
-    no_projection: Annotated[bool, typer.Option("--no-projection", help="Unconstrained baseline: same optimiser, every raw step taken.")] = False,
+    iterations: Annotated[Optional[int], typer.Option(help="Total iterations of the run. Default: 1000.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the task (initialisation, sampling): 0 … 2**64-1. Default: 0.")] = None,
+    bank_size: Annotated[Optional[int], typer.Option("--bank-size", help="Bank size m. Default: 16.")] = None,
+    solver: Annotated[Optional[str], typer.Option(help="auto | clarabel | mosek | scs. Default: auto.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the raw step. Default: the task's (0.01; chain-integrator "
+                                                     "and linear 0.001, cart-pole 0.03).")] = None,
+    direction: Annotated[Optional[str], typer.Option(help="Raw step rule: adam | sgd. Default: adam.")] = None,
+    checkpoint_every: Annotated[
+        Optional[int],
+        typer.Option("--checkpoint-every",
+                     help="Save θ_t of each accepted iteration t that is a multiple of K (0: θ_0 and the last iterate only; "
+                          "the last accepted iterate is always saved). Default: 1."),
+    ] = None,
+    no_projection: Annotated[bool, typer.Option("--no-projection", metavar="",
+                                                help="Unconstrained baseline: same optimiser, every raw step taken.")] = False,
     certified_radius: Annotated[
         Optional[float],
         typer.Option("--certified-radius", help="Use certified L over a ball of this radius instead of the adaptive L (no step is then rejected for safety)."),
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file with sections task_config, projector, train.")] = None,
+    L_mode: Annotated[
+        Optional[str],
+        typer.Option("--L-mode", help="adaptive | certified (full-space bound over the ball of --certified-radius) | subspace (the sound "
+                                      "bound on the bank's span over that ball, every iteration; needs --certified-radius). "
+                                      "Default: adaptive, or certified with --certified-radius."),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="JSON file with sections task_config, projector, train, gate.")] = None,
     task_file: Annotated[
         Optional[Path], typer.Option("--task-file", help="TOML spec of a linear system (task 'linear'; see scpo.tasks.spec).")
     ] = None,
     certify: Annotated[
         Optional[str],
         typer.Option("--certify", help="sound: accept a step only with a sound region certificate of the task's region C "
-                                       "(default where the task declares one); grid: the evaluated grid rows alone; auto."),
+                                       "(what auto picks where the task declares one); grid: the evaluated grid rows alone. "
+                                       "Default: auto."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", metavar="", help="No progress lines.")] = False,
+    stop_after_stall: Annotated[
+        Optional[int],
+        typer.Option("--stop-after-stall", help="Stop early after N consecutive rejected iterations (θ unchanged; the run ends "
+                                                "finished, run.json says stopped_early). Default: off; a warning after 25 either way."),
+    ] = None,
 ) -> None:
     """Train a residual policy with the SCPO projector and write the certificate chain."""
-    from ..config import load_json_config
+    from .._io import check_output_dir
+    from .._validate import read_json_object
+    from ..errors import ConfigError
     from ..training import resolve_config
     from ..training import resume as resume_run
     from ..training import train as train_run
@@ -106,14 +129,15 @@ def train(
         if resume is not None:
             if out is not None:
                 raise InvalidInputError("--out and --resume: expected one of them, got both")
-            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius, certify]
+            others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius, certify, L_mode]
             if any(v is not None for v in others) or no_projection:
                 raise InvalidInputError("--resume: only --iterations may change when resuming; the run keeps its config.json")
-            result = resume_run(resume, iterations=iterations, progress=progress)
+            result = resume_run(resume, iterations=iterations, progress=progress, task=task, stall_limit=stop_after_stall)
         else:
             if out is None:
                 raise InvalidInputError("--out: expected a new run directory (or --resume RUN), got neither")
-            file_data = load_json_config(config) if config is not None else None
+            check_output_dir(out, "--out")
+            file_data = read_json_object(config, f"--config {str(config)!r}", ConfigError) if config is not None else None
             proj: dict[str, Any] = {}
             for key, val in (("bank_size", bank_size), ("solver", solver), ("lr", lr), ("direction", direction)):
                 if val is not None:
@@ -123,12 +147,14 @@ def train(
             if certified_radius is not None:
                 proj["L_mode"] = "certified"
                 proj["certified_radius"] = certified_radius
+            if L_mode is not None:
+                proj["L_mode"] = L_mode
             tr: dict[str, Any] = {}
             for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every), ("certify", certify)):
                 if val is not None:
                     tr[key] = val
             cfg = resolve_config(task, file_data=file_data, task_overrides=task_overrides, projector_overrides=proj, train_overrides=tr)
-            result = train_run(cfg, out, progress=progress)
+            result = train_run(cfg, out, progress=progress, stall_limit=stop_after_stall)
     except KeyboardInterrupt:
         target = resume or out
         err(f"\ninterrupted; everything written so far is kept. Continue with: scpo train {task or ''} --resume {target}")
@@ -136,6 +162,15 @@ def train(
     except ScpoError as exc:
         raise fail(exc) from None
     typer.echo(_summary_text(result, title=f"scpo train {task}: {result.status}"))
+    _exit_on_failure(result)
+
+
+def _exit_on_failure(result: Any) -> None:
+    """Exit 1 when an accepted iterate violates a constraint or a required certificate fails (train and demo alike)."""
+    from ..reports.claims import claim_required
+
+    if result.violations or not all(c["holds"] for c in _claims_of(result.run) if claim_required(c)):
+        raise typer.Exit(EXIT_FAILED)
 
 
 def demo(
@@ -148,17 +183,24 @@ def demo(
     from ..training import resolve_config
     from ..training import train as train_run
 
+    from .._io import check_output_dir
+    from .._validate import check_seed
+
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("scpo-runs") / f"demo-{stamp}"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_dir(out, "--out")
+        check_seed("--seed", seed)
+        cfg = resolve_config("double-integrator", train_overrides={"iterations": iterations, "seed": seed, "log_every": 25,
+                                                                   "certify": certify})
+    except ScpoError as exc:
+        raise fail(exc) from None
     typer.echo(
         f"scpo demo: double integrator, LQR backup, malicious PD expert tracking p* = 1.5 (outside |p| ≤ 1); "
         f"{iterations} SCPO iterations -> {out}"
     )
     try:
-        cfg = resolve_config("double-integrator", train_overrides={"iterations": iterations, "seed": seed, "log_every": 25,
-                                                                   "certify": certify})
         result = train_run(cfg, out, progress=_progress)
     except KeyboardInterrupt:
         err(f"\ninterrupted; continue with: scpo train double-integrator --resume {out}")
@@ -166,6 +208,4 @@ def demo(
     except ScpoError as exc:
         raise fail(exc) from None
     typer.echo(_summary_text(result, title="scpo demo: done"))
-    claims = _claims_of(result.run)
-    if result.violations or not all(c["holds"] for c in claims if c.get("details", {}).get("required") is not False):
-        raise typer.Exit(EXIT_FAILED)
+    _exit_on_failure(result)

@@ -163,6 +163,37 @@ def _subspace(run, iteration, theta, states, radius, proj, available_bank) -> tu
     return Q, residual, R, how, dirs
 
 
+def _as_certified(run, iteration, theta, states, proj, available_bank) -> tuple[Any, str, Any, float, float, str, Any]:
+    """Where a subspace-L run's constants of iteration ``K`` were certified: at ``θ_{K−1}``, on the ball of its certified_radius.
+
+    Iteration ``K`` set ``L`` at ``θ_{K−1}`` on the span of its bank after probing; the saved bank
+    holds the entries that survived the step ``Δ_K`` (offsets from ``θ_K``), i.e. ``δ + Δ_K`` from
+    ``θ_{K−1}``, and ``Δ_K`` lies in that span too: the re-check is on a subspace of the one used,
+    with the same centre and radius, so every row's ``L_used`` must be at least its sound bound.
+    """
+    import numpy as np
+
+    from .._validate import check_positive
+    from ..certify.smoothness import subspace_basis
+    from ..errors import RunDirectoryError
+
+    offs = _read_bank(run, iteration, theta)
+    prev = _previous_theta(run, iteration, states)
+    if offs is None or prev is None:
+        hint = f" (the saved bank is of iteration {available_bank})" if available_bank is not None else ""
+        raise RunDirectoryError(f"iteration {iteration}: a subspace-L run is re-checked at θ_(K−1) with the saved bank of iteration K, "
+                                f"and one of them is missing{hint}; pick the iteration of the saved bank or pass --radius")
+    step = theta - prev
+    pts = np.vstack([offs + step[None, :], step[None, :]]) if np.any(step) else offs
+    Q, residual = subspace_basis(pts)  # raises on a bank without a direction
+    r = check_positive("projector.certified_radius", proj.get("certified_radius"))
+    R = max(r, float(np.max(np.linalg.norm(pts, axis=1)))) * (1 + 1e-12)
+    how = (f"the run's certified_radius {r:g} around θ_{iteration - 1}, where iteration {iteration} certified its L "
+           f"(on the span of the surviving bank entries and the step, a subspace of the one it used)")
+    dirs = pts[np.linalg.norm(pts, axis=1) > 0]
+    return prev, f"θ_{iteration - 1} (centre of iteration {iteration}'s certificate)", Q, residual, R, how, np.vstack([dirs, Q.T])
+
+
 def _full_radius(run, iteration, theta, radius, proj, records, by_it, notes) -> tuple[float, str]:
     import numpy as np
 
@@ -267,7 +298,10 @@ def _lipschitz_run(run_path, iteration, radius, bound, sample_rows, worst_rows, 
                     bank_it = (fh.metadata() or {}).get("iteration")
             except Exception:
                 bank_it = None
-        basis, residual, R, how, dirs = _subspace(run, iteration, theta, states, radius, proj, bank_it)
+        if proj.get("L_mode") == "subspace" and radius is None:
+            theta, src_theta, basis, residual, R, how, dirs = _as_certified(run, iteration, theta, states, proj, bank_it)
+        else:
+            basis, residual, R, how, dirs = _subspace(run, iteration, theta, states, radius, proj, bank_it)
     else:
         R, how = _full_radius(run, iteration, theta, radius, proj, records, by_it, notes)
     required = proj.get("L_mode") in _CERTIFIED_MODES
@@ -385,7 +419,7 @@ def verify_lipschitz(
     bound: Annotated[str, typer.Option("--bound", help="Curvature to verify: 'subspace' (the bank's span, what (★) needs) or 'full'.")] = "subspace",
     sample: Annotated[int, typer.Option("--sample", help="Rows drawn at random for the lower-bound search.")] = 192,
     threads: Annotated[int, typer.Option("--threads", help="Torch threads during the computation.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.", metavar="")] = False,
 ) -> None:
     """Check the smoothness constants L a run used: sound upper and estimated lower bounds per row (exit 0 all certified, 1 not, 2 bad input)."""
     raise typer.Exit(verify_lipschitz_command(run, iteration, radius, as_json, bound=bound, sample=sample, threads=threads))

@@ -17,7 +17,7 @@ from .bank import Bank
 from .config import ProjectorConfig
 from .inner import inner_bound, max_feasible_scale
 from .directions import raw_direction
-from .projector import ConstraintFn, GateVerdict, Projector, RowExtension, batched
+from .projector import ConstraintFn, GateVerdict, Projector, RowExtension, SubspaceProvider, batched
 from .record import StepRecord
 from .socp import ProjectionResult, ProjectionSOCP
 from .solvers import mosek_status, solver_chain
@@ -32,6 +32,7 @@ __all__ = [
     "Projector",
     "ProjectorConfig",
     "StepRecord",
+    "SubspaceProvider",
     "batched",
     "inner_bound",
     "max_feasible_scale",

@@ -8,9 +8,10 @@ from .._validate import check_in, check_int, check_positive
 from ..errors import ConfigError, InvalidInputError
 from .directions import DIRECTIONS, check_step_rule
 
-__all__ = ["ProjectorConfig", "DIRECTIONS", "SOLVERS"]
+__all__ = ["ProjectorConfig", "DIRECTIONS", "L_MODES", "SOLVERS"]
 
-L_MODES = ("adaptive", "certified")
+L_MODES = ("adaptive", "certified", "subspace")
+"""How the projector sets ``L`` (see :class:`ProjectorConfig` ``L_mode``)."""
 SOLVERS = ("auto", "clarabel", "mosek", "scs")
 
 
@@ -39,14 +40,18 @@ class ProjectorConfig:
         Floor for ``L_i`` when decaying.
     L_fixed : bool
         Keep ``L`` fixed at ``L_init`` (a prediction failure then only rejects the try).
-    L_mode : {"adaptive", "certified"}
+    L_mode : {"adaptive", "certified", "subspace"}
         ``adaptive``: ``L`` starts at ``L_init`` and grows on prediction failures (DESIGN §3).
         ``certified``: before every step ``L`` is set to a sound bound on each row's Hessian norm
         over the ball of radius ``certified_radius`` around ``θ`` (``scpo.certify.certified_L``),
         and every point (★) uses is kept inside that ball (probes, bank offsets and the step are
         capped at the radius), so (★) is a sound bound and no step is rejected for safety.
+        ``subspace``: the same, but every iteration, after its probes joined the bank, ``L`` is set
+        to the sound bound on each row's Hessian restricted to the bank's span over that ball
+        (``scpo.certify.smoothness.subspace_certified_L``) — the constant (★) needs, and far
+        smaller than the full-space one (DESIGN §3, "Where L is used").
     certified_radius : float or None
-        Radius of that ball (required for ``L_mode="certified"``).
+        Radius of that ball (required for ``L_mode="certified"`` and ``"subspace"``).
     max_tries : int
         Re-solves allowed per iteration after prediction failures before the iteration is rejected.
     max_backtracks : int
@@ -116,12 +121,12 @@ class ProjectorConfig:
             check_int("block_probes", self.block_probes, minimum=0, maximum=self.bank_size - 1)
             check_in("solver", self.solver, SOLVERS)
             check_in("L_mode", self.L_mode, L_MODES)
-            if self.L_mode == "certified":
+            if self.L_mode != "adaptive":
                 if self.certified_radius is None:
-                    raise ConfigError("certified_radius: expected a positive radius with L_mode='certified', got None")
+                    raise ConfigError(f"certified_radius: expected a positive radius with L_mode={self.L_mode!r}, got None")
                 check_positive("certified_radius", self.certified_radius)
                 if not self.projection:
-                    raise ConfigError("L_mode: 'certified' needs projection=true")
+                    raise ConfigError(f"L_mode: {self.L_mode!r} needs projection=true")
             elif self.certified_radius is not None:
                 check_positive("certified_radius", self.certified_radius)
             check_int("working_set", self.working_set, minimum=8)

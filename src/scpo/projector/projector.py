@@ -46,12 +46,19 @@ from .inner import bound_coefficients, max_feasible_scale, required_L
 from .record import Rejected, StepLog, StepRecord
 from .socp import ProjectionSOCP
 
-__all__ = ["GateVerdict", "RowExtension", "Projector", "StepRecord", "batched", "ConstraintFn"]
+__all__ = ["GateVerdict", "RowExtension", "Projector", "StepRecord", "batched", "ConstraintFn", "SubspaceProvider"]
 
 logger = logging.getLogger(__name__)
 
 ConstraintFn = Callable[[np.ndarray], np.ndarray]
 """Evaluates ``g`` at a batch of parameter vectors: ``(B, d) -> (B, N)``."""
+
+SubspaceProvider = Callable[[np.ndarray, np.ndarray, float, int], tuple[np.ndarray, str]]
+"""``(θ, offsets (k, d), r, first_row) -> (L (N − first_row,), digest)``: certified subspace constants."""
+
+# The ball the subspace certificate covers is the cap r of every offset, widened by this relative
+# amount so that offsets scaled to length r in floating point (‖·‖ = r(1 + O(u))) lie inside it.
+_BALL_SLACK = 1e-12
 
 # A prediction counts as failed only when g exceeds (★) by more than the round-off in the data
 # could explain: each evaluation of g carries an error of about EVAL_RTOL·(1 + |g|), and the
@@ -169,6 +176,14 @@ class Projector(IterateState):
         ``(θ_candidate, θ_current) -> GateVerdict``, asked after the evaluated acceptance test passed (the sound
         region certificate of training's ``certify="sound"``); a rejected candidate counts as a
         try, its rows extend ``g`` and the iteration re-projects.
+    subspace_provider : callable, optional
+        ``(θ, offsets (k, d), r, first_row) -> (L, digest)``: sound constants ``L_i ≥ sup_{‖a‖≤r}
+        ‖Qᵀ∇²g_i(θ+Qa)Q‖₂`` on the span ``Q`` of ``offsets`` for the rows ``first_row, …, N−1``,
+        and the digest of that certificate (required with ``L_mode="subspace"``; see
+        :func:`scpo.certify.smoothness.subspace_certified_L`). Called every iteration after the
+        probes joined the bank, with ``r`` at least the largest offset and the cap of the step,
+        and for the rows a gate adds. Within an iteration the bank only loses entries or gains
+        points of its own span, so the constants stay valid for every re-projection.
 
     Raises
     ------
@@ -193,14 +208,19 @@ class Projector(IterateState):
         L0: np.ndarray | None = None,
         L_provider: Callable[[np.ndarray], np.ndarray] | None = None,
         gate: Callable[[np.ndarray, np.ndarray], GateVerdict] | None = None,
+        subspace_provider: SubspaceProvider | None = None,
     ) -> None:
         self.config = check_config(config, ProjectorConfig)
         self._gate = gate
+        self._subspace = subspace_provider
+        if config.L_mode == "subspace" and subspace_provider is None:
+            raise InvalidInputError("subspace_provider: L_mode='subspace' needs a function (θ, offsets, r, first_row) -> (L, digest) "
+                                    "(see scpo.certify.smoothness.subspace_certified_L)")
         self.last_certificate: object = None
         self._directions = directions
         self._start(theta0, g0, (objective, objective_and_grad, constraints), check_start=self._check_safe_start)
         self._L_provider = L_provider
-        self._trust = config.certified_radius if config.L_mode == "certified" else None
+        self._trust = config.certified_radius if config.L_mode != "adaptive" else None
         if config.L_mode == "certified" and L_provider is None:
             raise InvalidInputError("L_provider: L_mode='certified' needs a function θ -> certified L (see scpo.certify.certified_L)")
         if L_provider is not None:
@@ -221,6 +241,24 @@ class Projector(IterateState):
                 f"g(theta0): the start violates {int(np.sum(~(g0 <= 0)))} constraint row(s) "
                 f"(max {float(np.max(g0)):.3e}); SCPO needs a safe start, e.g. a zero-initialised residual"
             )
+
+    def _subspace_L(self, log: StepLog, first_row: int = 0) -> None:
+        """Set ``L`` of the rows ``first_row, …`` to their certified subspace bound on the current bank (``L_mode="subspace"``).
+
+        The ball holds every bank offset (capped at ``certified_radius`` when probed or recentred)
+        and every step (:meth:`_project` caps it), widened by ``_BALL_SLACK`` against rounding.
+        """
+        offsets = np.array(self.bank.offsets)
+        radius = max(float(self._trust), float(np.max(np.linalg.norm(offsets, axis=1)))) * (1.0 + _BALL_SLACK)
+        t0 = time.perf_counter()
+        L, digest = self._subspace(self._theta, offsets, radius, first_row)
+        log.fields["L_time_s"] = log.fields.get("L_time_s", 0.0) + time.perf_counter() - t0
+        L = as_array("subspace_provider(...)", L, shape=(self.n_constraints - first_row,))
+        if not np.all(L > 0):
+            raise InvalidInputError(f"subspace_provider(...): expected positive constants, got minimum {float(np.min(L))}")
+        self.L[first_row:] = L
+        log.fields["L_radius"] = radius
+        log.fields.setdefault("L_certificates", []).append(str(digest))
 
     def _certified_L(self, theta: np.ndarray) -> np.ndarray:
         L = as_array("L_provider(theta)", self._L_provider(theta), shape=(self.n_constraints,))
@@ -254,6 +292,8 @@ class Projector(IterateState):
             if not self.config.projection:
                 return self._unprojected_step(raw, raw_norm, log)
             probe, G_probe = self._probe(raw, raw_norm, log)
+            if len(self.bank) and self._subspace is not None:
+                self._subspace_L(log)
             while log.tries < self.config.max_tries:
                 if len(self.bank) == 0:
                     raise Rejected("empty_bank", rejected_tries=log.tries)
@@ -341,7 +381,7 @@ class Projector(IterateState):
         norms, gram, q = self.bank.geometry(raw)
         H = self.bank.difference_quotients(self._g)
         try:
-            res = self.socp.solve(gram, q, norms, self._g, H, self.L)
+            res = self.socp.solve(gram, q, norms, self._g, H, self.L, max_norm=self._trust)
         except SolverError as exc:
             logger.warning("iteration %d: %s", self.iteration, exc)
             raise Rejected("solver_failed", rejected_tries=log.tries, solver_status=str(exc)[:300]) from None
@@ -413,8 +453,13 @@ class Projector(IterateState):
         log.last_failure = "prediction"
         log.try_reasons.append("prediction" if np.any(over) else "unsafe")
         log.fields["prediction_failures"] += int(np.any(over))
+        log.fields["safety_rejections"] += int(np.any(unsafe))
         bad = over | unsafe
-        if not (cfg.L_fixed or cfg.L_mode == "certified"):
+        if cfg.L_mode != "adaptive":
+            # with certified L, (★) is a sound bound and every candidate satisfies it with g ≤ 0: a bug, not a tuning event
+            logger.warning("iteration %d: L_mode=%r but a candidate was rejected (%s; %d rows over (★), %d rows > 0)", self.iteration,
+                           cfg.L_mode, "unsafe" if np.any(unsafe) else "prediction", int(over.sum()), int(unsafe.sum()))
+        if not (cfg.L_fixed or cfg.L_mode != "adaptive"):
             need = required_L(G, self._g, proj.H, proj.norms, alpha * proj.coef, float(cand_offset @ cand_offset))
             need = np.where(np.isfinite(need), need, 0.0)
             self.L[bad] = np.maximum(self.L[bad] * cfg.L_growth, need[bad] * cfg.L_growth)
@@ -463,6 +508,8 @@ class Projector(IterateState):
         self.L = np.concatenate([self.L, self.L[like]])
         self.bank.extend_rows(vals[1:-1])
         self.n_constraints += k
+        if self._subspace is not None and len(self.bank):
+            self._subspace_L(log, first_row=self.n_constraints - k)  # the new rows get their own certified constants
         log.L_raised = np.concatenate([log.L_raised, np.zeros(k, dtype=bool)])
         log.fields["rows_added"] = log.fields.get("rows_added", 0) + k
         G_full = np.concatenate([G_cand, vals[-1]])

@@ -96,6 +96,19 @@ class StepRecord:
         Why each rejected try of the iteration was rejected, in order (``prediction`` — the
         evaluated ``g`` exceeded (★); ``unsafe`` — some evaluated row is > 0 or NaN;
         ``no_decrease`` — insufficient decrease at that ``α``; ``gate`` — the region certificate failed).
+    safety_rejections : int
+        Candidates rejected because some evaluated row was > 0 or NaN (with a certified ``L_mode``
+        the theorem excludes this: a nonzero count is a bug).
+    L_mode : str
+        Which ``L`` the iteration used: ``adaptive``, ``certified`` (full-space ball) or
+        ``subspace`` (the certified bound on the bank's span, computed in this iteration).
+    L_radius : float
+        Radius of the ball the subspace certificate covers (NaN when none was computed).
+    L_certificates : list of str
+        SHA-256 digests of the subspace certificates behind this iteration's ``L`` (one, plus one
+        per row extension by a gate; :attr:`scpo.certify.smoothness.SubspaceCertificate.digest`).
+    L_time_s : float
+        Seconds computing the certified constants.
     """
 
     iteration: int
@@ -136,6 +149,11 @@ class StepRecord:
     gate_time_s: float = 0.0
     gate_reason: str = ""
     try_reasons: list[str] = field(default_factory=list)
+    safety_rejections: int = 0
+    L_mode: str = "adaptive"
+    L_radius: float = float("nan")
+    L_certificates: list[str] = field(default_factory=list)
+    L_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, fields in declaration order."""
@@ -186,6 +204,8 @@ class StepLog(StepClock):
             rejected_tries=0,
             prediction_failures=0,
             prediction_excess=float("-inf"),
+            safety_rejections=0,
+            L_mode=self._projector.config.L_mode,
             L_raised_rows=0,
             solver="none",
             solver_status="not_run",

@@ -143,9 +143,9 @@ def _initial_rows(pred_u: np.ndarray, g: np.ndarray, K: int) -> np.ndarray:
 
 
 class _Problem:
-    """One cached cvxpy problem for ``m`` bank directions and ``K`` rows."""
+    """One cached cvxpy problem for ``m`` bank directions and ``K`` rows (with ``bounded``: and ``t ≤ t_max``)."""
 
-    def __init__(self, m: int, K: int) -> None:
+    def __init__(self, m: int, K: int, bounded: bool = False) -> None:
         self.c = cp.Variable(m, name="c")
         a = cp.Variable(m, name="abs_c")
         w = cp.Variable(1, name="w")
@@ -164,6 +164,9 @@ class _Problem:
             cp.sum_squares(self.R @ self.c) <= t,
             self.g + self.A @ cp.hstack([self.c, w]) <= 0,
         ]
+        if bounded:  # the step stays in the ball ‖Δ‖ ≤ r of a certified L (t ≥ ‖Δ‖²)
+            self.t_max = cp.Parameter(nonneg=True, name="t_max")
+            self.constraints.append(t <= self.t_max)
         self.problem = cp.Problem(cp.Minimize(cp.sum_squares(self.R @ self.c - self.b)), self.constraints)
         if not self.problem.is_dcp(dpp=True):  # pragma: no cover - structural invariant
             raise SolverError("projection SOCP: the problem is not DPP (a bug in its construction)")
@@ -185,10 +188,10 @@ class ProjectionSOCP:
         self.working_set = int(working_set)
         self._cache: dict[tuple[int, int], _Problem] = {}
 
-    def _problem(self, m: int, K: int) -> _Problem:
-        key = (m, K)
+    def _problem(self, m: int, K: int, bounded: bool = False) -> _Problem:
+        key = (m, K, bounded)
         if key not in self._cache:
-            self._cache[key] = _Problem(m, K)
+            self._cache[key] = _Problem(m, K, bounded)
         return self._cache[key]
 
     def _solve_once(self, prob: _Problem) -> tuple[np.ndarray | None, str, list[SolverAttempt]]:
@@ -218,8 +221,9 @@ class ProjectionSOCP:
         g: np.ndarray,
         H: np.ndarray,
         L: np.ndarray,
+        max_norm: float | None = None,
     ) -> ProjectionResult:
-        """Project the raw step onto the inner approximation (★).
+        """Project the raw step onto the inner approximation (★) (intersected with the ball ``‖Δ‖ ≤ max_norm``).
 
         Parameters
         ----------
@@ -235,6 +239,10 @@ class ProjectionSOCP:
             Difference quotients ``(G_ki − g_i)/n_k``.
         L : ndarray, shape (N,)
             Smoothness constants.
+        max_norm : float, optional
+            Radius of the ball the step must stay in (the ball of a certified ``L``); ``None``: no
+            ball (the problem is then exactly DESIGN §3's). A step the unconstrained projection
+            finds feasible for (★) but longer than ``max_norm`` goes through the SOCP too.
 
         Returns
         -------
@@ -251,7 +259,8 @@ class ProjectionSOCP:
         step_sq_u = float(c_u @ gram @ c_u)
         a1, a2 = bound_coefficients(H, L, norms, c_u, step_sq_u)
         pred_u = g + a1 + a2
-        if np.all(pred_u <= 0):
+        bounded = max_norm is not None
+        if np.all(pred_u <= 0) and not (bounded and step_sq_u > max_norm**2):
             return ProjectionResult(coef=c_u, solver="none", status="unconstrained_feasible", notes=tuple(self.notes))
 
         K = min(N, self.working_set)
@@ -268,7 +277,7 @@ class ProjectionSOCP:
         while True:
             rounds += 1
             t0 = time.perf_counter()
-            prob = self._problem(m, K)
+            prob = self._problem(m, K, bounded)
             rows = len(working)
             Hs = H[working] * sigma
             Ls = 0.5 * L[working] * sigma**2
@@ -284,6 +293,8 @@ class ProjectionSOCP:
             prob.n.value = norms / sigma
             prob.g.value = g_param
             prob.A.value = A_param
+            if bounded:
+                prob.t_max.value = float(max_norm) ** 2 / sigma**2
             t_setup += time.perf_counter() - t0
             coef, solver_used, attempts = self._solve_once(prob)
             if coef is not None:

@@ -14,8 +14,8 @@ from ..audit.reader import recorded_number
 from .collect import RunData
 from .document import LEVEL_MEANING
 
-__all__ = ["SUMMARY_SCHEMA_VERSION", "chain_claim", "claim_required", "induction", "region_chain_claim", "step_claim",
-           "summary", "verdict_rows"]
+__all__ = ["SUMMARY_SCHEMA_VERSION", "chain_claim", "claim_required", "induction", "region_chain_claim", "smoothness_chain_claim",
+           "step_claim", "summary", "verdict_rows"]
 
 SUMMARY_SCHEMA_VERSION = 1
 """Schema of ``summary.json``."""
@@ -33,15 +33,22 @@ def short_hash(h: Any) -> str:
     return f"{h[:12]}…" if isinstance(h, str) else "—"
 
 
+REPORTED_ONLY = ("region_value_decrease",)
+"""Claims that are reported but never required, whatever their file says: their own statement
+says the safety argument does not rest on them (``region_value_decrease``: "the reach-avoid
+certificate does not need it"; stability follows from reach-avoid, DESIGN §6)."""
+
+
 def claim_required(c: dict[str, Any]) -> bool:
-    """Whether a recorded claim is required (``details.required`` is not ``False``).
+    """Whether a recorded claim is required: ``details.required`` is not ``False`` and the claim is
+    not one of :data:`REPORTED_ONLY`.
 
     Parameters
     ----------
     c : dict
         A claim as recorded (:meth:`scpo.evidence.Claim.to_dict`).
     """
-    return (c.get("details") or {}).get("required") is not False
+    return (c.get("details") or {}).get("required") is not False and c.get("name") not in REPORTED_ONLY
 
 
 def step_claim(data: RunData, st: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +146,46 @@ def region_chain_claim(data: RunData) -> dict[str, Any]:
     }
 
 
+def smoothness_chain_claim(data: RunData) -> dict[str, Any] | None:
+    """With a certified ``L_mode``: every accepted step was projected with sound ``L`` (level sound).
+
+    ``subspace`` runs: each accepted record names the digest of the subspace certificate its ``L``
+    came from (the curvature of every row on the bank's span over the ball holding every offset
+    and the step, DESIGN §3), so (★) was a sound bound along that step. The claim fails on a record
+    without one, or on any candidate rejected for safety or above (★) — which the theorem excludes.
+    It supports the safety argument but is not a link of it (the evaluated or sound acceptance
+    test carries that): ``details.required`` is ``False``.
+
+    Parameters
+    ----------
+    data : RunData
+
+    Returns
+    -------
+    dict or None
+        A claim, or None for an adaptive-``L`` run.
+    """
+    mode = str(data.config.get("projector", {}).get("L_mode", "adaptive"))
+    if mode == "adaptive":
+        return None
+    accepted = [r for r in data.records if r.get("accepted")]
+    without = [r.get("iteration") for r in accepted
+               if r.get("L_mode") != mode or (mode == "subspace" and not r.get("L_certificates"))]
+    safety = sum(int(r.get("safety_rejections") or 0) for r in data.records)
+    failed = sum(int(r.get("prediction_failures") or 0) for r in data.records)
+    where = ("the bank's span, over a ball holding every bank offset and the step (one certificate digest per iteration "
+             "in its record)") if mode == "subspace" else "the full parameter ball around the iterate"
+    return {
+        "name": "smoothness_per_iteration",
+        "statement": (f"every accepted step θ_t → θ_(t+1) was projected with L_i ≥ a sound bound on the curvature of row i on "
+                      f"{where}, so (★) was a sound upper bound of g along it; no candidate was rejected for safety"),
+        "level": "sound",
+        "holds": bool(accepted and not without and safety == 0 and failed == 0 and data.bad_line is None),
+        "details": {"L_mode": mode, "accepted": len(accepted), "without_certificate": without[:20], "safety_rejections": safety,
+                    "prediction_failures": failed, "required": False, "relied_on": False},
+    }
+
+
 def verdict_rows(data: RunData, st: dict[str, Any]) -> list[dict[str, Any]]:
     """Every claim of the report with its ``source`` file and ``iteration``, in page order.
 
@@ -159,6 +206,9 @@ def verdict_rows(data: RunData, st: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append({**step_claim(data, st), "source": "certificates.jsonl", "iteration": None})
     if data.certify == "sound":
         rows.append({**region_chain_claim(data), "source": "certificates.jsonl", "iteration": None})
+    smooth = smoothness_chain_claim(data)
+    if smooth is not None:
+        rows.append({**smooth, "source": "certificates.jsonl", "iteration": None})
     if data.final:
         rows += [{**c, "source": "certificates/final.json", "iteration": data.final.get("iteration")} for c in data.claims_of("final")]
     for name, cert in data.other_certs:

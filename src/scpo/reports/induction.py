@@ -198,7 +198,7 @@ def _region_and_smoothness_items(data: RunData, st: dict[str, Any], rows: list[d
         else:
             smooth = [f"Smoothness constants L (final max {fmt(st['L_max_final'])}): ", Verdict(None, "not certified"),
                       " and not relied on — safety rests on the sound gate; L only shapes the prediction (★)."]
-        return [item, smooth]
+        return [item, _per_iteration_L(rows) or smooth]
     if region:
         item = ["Region certificates ", Lv("sound"), " where they hold: ", *_certificate_claims(region),
                 "where such a claim holds, safety of that iterate on the covered boxes of S is sound, not only on the grid."]
@@ -211,7 +211,19 @@ def _region_and_smoothness_items(data: RunData, st: dict[str, Any], rows: list[d
         smooth = ["Smoothness constants L: no smoothness certificate in certificates/; the L values used "
                   f"(final max {fmt(st['L_max_final'])}) are ", Verdict(None, "not certified"),
                   " (they do not carry the safety argument, see step 3)."]
-    return [item, smooth]
+    return [item, _per_iteration_L(rows) or smooth]
+
+
+def _per_iteration_L(rows: list[dict[str, Any]]) -> list[Inline] | None:
+    """The smoothness item of a run trained with certified ``L`` (``smoothness_per_iteration``), else None."""
+    c = next((r for r in rows if r["name"] == "smoothness_per_iteration"), None)
+    if c is None:
+        return None
+    d = c["details"]
+    return [f"Smoothness constants L (L mode {d['L_mode']}): set at every iteration to a sound bound, ", Lv(c["level"]), " ",
+            Verdict(bool(c["holds"])), f" ({d['accepted']} accepted steps; {d['safety_rejections']} candidates rejected for safety, "
+            f"{d['prediction_failures']} above (★)), so (★) was a sound bound along every accepted step. "
+            "They support, but do not carry, the safety argument (the acceptance test does)."]
 
 
 def _conclusion_item(data: RunData, st: dict[str, Any], ind: dict[str, Any]) -> list[Inline]:

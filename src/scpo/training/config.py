@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._validate import check_in, check_int
+from .._validate import check_in, check_int, check_seed
 from ..config import from_mapping, to_mapping
 from ..errors import ConfigError, InvalidInputError
 from ..projector import ProjectorConfig
@@ -52,7 +52,7 @@ class TrainConfig:
         try:
             check_in("certify", self.certify, CERTIFY_MODES)
             check_int("iterations", self.iterations, minimum=0)
-            check_int("seed", self.seed, minimum=0)
+            check_seed("seed", self.seed)
             check_int("checkpoint_every", self.checkpoint_every, minimum=0)
             check_int("state_every", self.state_every, minimum=1)
             check_int("log_every", self.log_every, minimum=1)

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, check_output_dir
+from .._validate import check_int, check_seed
 from .._version import __version__
 from ..certify.base_case import zero_final_layer_claim
 from ..config import from_mapping, to_mapping
@@ -47,10 +48,12 @@ from ..runs.files import (
     write_checkpoint,
     write_tensors,
 )
+from ..runs.lock import RunLock
 from ..runs.run import Run, RunPaths
 from ..tasks import Task, make_task
 from .config import GateSettings, ResolvedConfig, TrainConfig
 from .gate import SoundGate, restore_added_states, write_region_certificate
+from .smoothness import L_providers
 
 __all__ = ["train", "resume", "TrainResult", "build_projector", "setup_task"]
 
@@ -108,7 +111,9 @@ def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.n
     The projector minimises ``task.objective`` subject to ``task.constraints(θ) ≤ 0`` (the rows of
     the task's problem on its constraint states). With ``cfg.L_mode == "certified"`` its ``L``
     comes from :func:`scpo.certify.smoothness.certified_L` over the ball of radius
-    ``cfg.certified_radius`` around each iterate (norm-chain bound).
+    ``cfg.certified_radius`` around each iterate (norm-chain bound); with ``"subspace"`` from
+    :func:`scpo.certify.smoothness.subspace_certified_L` on the bank's span, every iteration
+    (:func:`scpo.training.smoothness.L_providers`).
 
     Parameters
     ----------
@@ -137,18 +142,7 @@ def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.n
     directions = task.block_gradients if cfg.block_probes else None
     if cfg.block_probes and directions is None:
         raise ConfigError(f"projector.block_probes: task {task.name!r} provides no block gradients; set block_probes to 0")
-    provider = None
-    if cfg.L_mode == "certified":
-        from ..certify.bounds import require_unswitched
-        from ..certify.smoothness import certified_L
-
-        require_unswitched(task.policy)  # the switch on xᵀPx ≤ γ_s is discontinuous: no finite L
-        radius = float(cfg.certified_radius)
-
-        def provider(th: np.ndarray) -> np.ndarray:
-            return certified_L(task.problem, task.structure, th, task.constraint_states, radius,
-                               aggregation=task.rows, temperature=task.lse_temperature, methods=("norm-chain",))
-
+    provider, subspace = L_providers(task, cfg)
     return Projector(
         theta0=theta,
         objective=task.objective,
@@ -159,6 +153,7 @@ def build_projector(task: Task, cfg: ProjectorConfig, theta: np.ndarray, g: np.n
         directions=directions,
         L_provider=provider,
         gate=gate,
+        subspace_provider=subspace,
     )
 
 
@@ -229,6 +224,40 @@ def _gate_fields(paths: RunPaths, projector: Projector, gate: SoundGate | None, 
     return out
 
 
+STALL_NOTICE = 25
+"""After this many consecutive rejected iterations (``θ`` unchanged) training says that it has stalled."""
+
+
+class _Stall:
+    """Consecutive rejected iterations: the notice at :data:`STALL_NOTICE`, the early stop at ``limit``.
+
+    The early-stop rule (off unless ``limit`` is given, ``scpo train --stop-after-stall N``): stop
+    after ``N`` consecutive rejected iterations, i.e. when ``θ`` has not moved for ``N``
+    iterations; the run ends as finished with fewer iterations than its target, and ``run.json``
+    records ``stopped_early`` (a resume continues it).
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.streak = 0
+        self.reasons: dict[str, int] = {}
+
+    def update(self, rec: StepRecord) -> bool:
+        """Count ``rec``; True when the run should stop."""
+        if rec.accepted:
+            self.streak, self.reasons = 0, {}
+            return False
+        self.streak += 1
+        self.reasons[rec.reason] = self.reasons.get(rec.reason, 0) + 1
+        if self.streak == STALL_NOTICE:
+            why = ", ".join(f"{r} ×{n}" for r, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
+            logger.warning(
+                "iterations %d–%d were all rejected (%s): θ has not moved, training has stalled; "
+                "more iterations will likely not help (stop early with --stop-after-stall N, or try a smaller learning rate)",
+                rec.iteration - STALL_NOTICE + 1, rec.iteration, why)
+        return self.limit is not None and self.streak >= self.limit
+
+
 def _loop(
     paths: RunPaths,
     task: Task,
@@ -237,12 +266,14 @@ def _loop(
     names: list[str],
     progress: ProgressFn | None,
     gate: SoundGate | None = None,
+    stall_limit: int | None = None,
 ) -> str:
     parent = theta_sha256(projector.theta)
     t_loop = time.perf_counter()
     counts = {"accepted": 0, "rejected": 0, "violations": 0}
     start = projector.iteration
     status = "running"
+    stall = _Stall(stall_limit)
     try:
         while projector.iteration < cfg.iterations:
             rec = projector.step()
@@ -262,6 +293,7 @@ def _loop(
             counts["accepted" if rec.accepted else "rejected"] += 1
             counts["violations"] += int(record["violation"])
             done = rec.iteration - start
+            stop = stall.update(rec)
             if progress and (rec.iteration % cfg.log_every == 0 or projector.iteration >= cfg.iterations):
                 elapsed = time.perf_counter() - t_loop
                 progress(
@@ -272,9 +304,16 @@ def _loop(
                         "max_constraint": rec.max_constraint,
                         "L_max": rec.L_max,
                         "seconds_per_iteration": elapsed / max(done, 1),
+                        "stalled": stall.streak,
                         **counts,
                     }
                 )
+            if stop:
+                _status(paths, stopped_early={"iteration": rec.iteration, "rule": f"{stall.streak} consecutive rejected iterations "
+                                              f"(--stop-after-stall {stall_limit})", "reasons": dict(stall.reasons)})
+                logger.warning("stopped early after iteration %d: %d consecutive rejected iterations (--stop-after-stall %d)",
+                               rec.iteration, stall.streak, stall_limit)
+                break
         status = "finished"
         _write_final(paths, task, projector, names)
     except KeyboardInterrupt:
@@ -348,7 +387,8 @@ def _summary(run: Run, task: Task, status: str, t0: float) -> TrainResult:
     )
 
 
-def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | None = None) -> TrainResult:
+def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | None = None,
+          stall_limit: int | None = None) -> TrainResult:
     """Train from ``θ₀`` and write the run directory ``out``.
 
     Runs ``config.train.iterations`` iterations of the projector on the task, each accepted only
@@ -367,8 +407,13 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     progress : callable, optional
         Called with a dict (``iteration, total, objective, max_constraint, L_max,
         seconds_per_iteration, accepted, rejected, violations``) every ``log_every`` iterations
-        and after the last one. An exception it raises (e.g. ``KeyboardInterrupt``) stops the
-        run with everything written so far kept, resumable with :func:`resume`.
+        and after the last one (plus ``stalled``: the current run of consecutive rejected
+        iterations). An exception it raises (e.g. ``KeyboardInterrupt``) stops the run with
+        everything written so far kept, resumable with :func:`resume`.
+    stall_limit : int, optional
+        The early-stop rule: stop after this many consecutive rejected iterations (``θ``
+        unchanged); ``run.json`` records ``stopped_early``. Default: off (a warning after
+        :data:`STALL_NOTICE` such iterations either way).
 
     Returns
     -------
@@ -386,8 +431,12 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     """
     t0 = time.perf_counter()
     out = Path(out)
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise RunDirectoryError(f"out: {str(out)!r} already exists; choose a new directory or resume it with --resume")
+    check_output_dir(out, "out")
+    check_seed("train.seed", config.train.seed)
+    if stall_limit is not None:
+        check_int("stall_limit", stall_limit, minimum=1)
     task = make_task(config.task, config.task_config, seed=config.train.seed)
     config, task, gate = setup_task(config, task)
     theta0 = task.theta0
@@ -420,6 +469,24 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     paths = RunPaths(tmp)
     paths.checkpoints.mkdir(parents=True)
     paths.state.mkdir()
+    lock = RunLock(paths.lock).acquire()  # a new directory: never contended; held until the run ends
+    try:
+        return _create_and_loop(config, task, gate, projector, paths, out, tensors, names, claims, cert0, g0, progress, t0,
+                                stall_limit)
+    except BaseException:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _create_and_loop(config: ResolvedConfig, task: Task, gate: SoundGate | None, projector: Projector, paths: RunPaths, out: Path,
+                     tensors: dict[str, np.ndarray], names: list[str], claims: list, cert0: Any, g0: np.ndarray,
+                     progress: ProgressFn | None, t0: float, stall_limit: int | None) -> TrainResult:
+    """The writing half of :func:`train`: the new directory appears atomically, then the loop runs in it."""
+    tmp = paths.root
+    theta0 = task.theta0
     h0 = write_checkpoint(paths.checkpoint(0), tensors, names, iteration=0, task=task.name)
     atomic_write_json(paths.config, _config_json(config, task, names, tensors))
     base = {
@@ -437,10 +504,15 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     atomic_write_json(paths.base_certificate, base)
     paths.records.touch()
     _write_state(paths, projector)
-    atomic_write_json(paths.status, {"status": "created", "events": [{"time": _now(), "event": "start"}]})
-    os.replace(tmp, out)
+    atomic_write_json(paths.status, {"status": "running", "iterations_done": 0, "iterations_target": config.train.iterations,
+                                     "events": [{"time": _now(), "event": "start"}]})
+    try:
+        os.replace(tmp, out)
+    except OSError as exc:  # another process created ``out`` meanwhile
+        raise RunDirectoryError(f"out: {str(out)!r} appeared while this run was being set up ({exc.strerror}); "
+                                "choose a new directory") from None
     paths = RunPaths(out)
-    status = _loop(paths, task, projector, config.train, names, progress, gate)
+    status = _loop(paths, task, projector, config.train, names, progress, gate, stall_limit)
     return _summary(Run(out), task, status, t0)
 
 
@@ -504,14 +576,21 @@ def _config_json(config: ResolvedConfig, task: Task, names: list[str], tensors: 
     }
 
 
-def resume(run_dir: str | Path, *, iterations: int | None = None, progress: ProgressFn | None = None) -> TrainResult:
+def resume(run_dir: str | Path, *, iterations: int | None = None, progress: ProgressFn | None = None,
+           task: str | None = None, stall_limit: int | None = None) -> TrainResult:
     """Continue the run ``run_dir`` from its last recorded iterate up to ``iterations`` in total.
 
-    A truncated last line of ``certificates.jsonl`` (a crash mid-write) is cut off; every complete
-    record is kept and the chain continues from the last one. The projector state (bank, ``L``,
-    Adam moments) whose iteration and ``θ`` hash match the last record is restored; if there is
-    none, ``θ`` comes from the checkpoint with that hash and the state restarts empty (recorded in
-    ``run.json``).
+    Verifies before it writes, under the run's lock (:class:`scpo.runs.lock.RunLock`: one writer
+    per run; a second gets :class:`~scpo.errors.RunLockedError`): ``config.json`` and the task,
+    ``base_certificate.json`` and ``θ₀``, the chain of records (contiguous iterations, parent
+    hashes), every checkpoint a record names (layout and hash) and the iterate it resumes from
+    (:func:`scpo.runs.integrity.verify_resumable`). Any inconsistency raises before anything
+    is written. Only what a crash can leave is repaired, and ``run.json`` says so: a torn last
+    line of ``certificates.jsonl`` is cut off, the checkpoint written for the iteration after the
+    last record is removed. The projector state (bank, ``L``, Adam moments) whose iteration and
+    ``θ`` hash match the last record is restored; if there is none, ``θ`` comes from the
+    checkpoint with that hash and the state restarts empty (recorded in ``run.json``). ``run.json``
+    says ``"running"`` from the start of the resume.
 
     Parameters
     ----------
@@ -521,6 +600,10 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
         New total number of iterations (written to ``config.json``); default: the run's own.
     progress : callable, optional
         As for :func:`train`.
+    task : str, optional
+        The task the caller means; must be the run's (``scpo train TASK --resume RUN``).
+    stall_limit : int, optional
+        As for :func:`train`.
 
     Returns
     -------
@@ -529,34 +612,63 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
 
     Raises
     ------
+    RunLockedError
+        Another process is writing to the run.
     RunDirectoryError
-        ``run_dir`` is not a run directory, or neither a projector state nor a checkpoint holds
-        the last recorded iterate.
+        ``run_dir`` is not a run directory, or it is damaged (the message says what and how to
+        recover); nothing is written.
     ConfigError
         Its ``config.json`` holds invalid settings.
     """
     t0 = time.perf_counter()
-    run = Run(run_dir)
-    paths = run.paths
+    paths = RunPaths(run_dir)
+    if not paths.root.is_dir():
+        raise RunDirectoryError(f"run {str(paths.root)!r}: expected a run directory, found none")
+    if not paths.config.is_file():
+        raise RunDirectoryError(f"run {str(paths.root)!r}: config.json is missing (not an scpo run directory?)")
+    if stall_limit is not None:
+        check_int("stall_limit", stall_limit, minimum=1)
+    lock = RunLock(paths.lock).acquire()
+    verified = False
+    try:
+        prepared = _prepare_resume(paths, iterations, task)
+        verified = True
+        return _continue(paths, lock, prepared, iterations, progress, t0, stall_limit)
+    finally:
+        lock.release(restore=not verified)
+
+
+@dataclass
+class _Resume:
+    """What :func:`_prepare_resume` verified and built, before anything is written."""
+
+    run: Run
+    task: Task
+    train_cfg: TrainConfig
+    names: list[str]
+    point: Any
+    projector: Projector
+    gate: SoundGate | None
+    state_note: str
+
+
+def _prepare_resume(paths: RunPaths, iterations: int | None, task_name: str | None) -> _Resume:
+    """Verify the run and build the projector where it stopped; writes nothing."""
+    from ..runs.integrity import verify_resumable
+
+    run = Run(paths.root)
     cfg = run.config
+    point = verify_resumable(paths.root, cfg, task=task_name)
     proj_cfg = from_mapping(ProjectorConfig, cfg["projector"], where="config.json projector")
     train_data = dict(cfg["train"])
     if iterations is not None:
         train_data["iterations"] = iterations
-    train_cfg = from_mapping(TrainConfig, train_data, where="config.json train")
+    train_cfg = from_mapping(TrainConfig, train_data, where="config.json train" if iterations is None else "--iterations")
     gate_cfg = from_mapping(GateSettings, cfg.get("gate", {}), where="config.json gate")
     task = run.task
     names = run.parameter_names
-
-    records, bad = read_jsonl(paths.records) if paths.records.is_file() else ([], None)
-    if bad is not None:
-        good = b"".join(line + b"\n" for line in paths.records.read_bytes().split(b"\n")[: bad - 1])
-        atomic_write_bytes(paths.records, good)
-        logger.warning("resume: cut off an incomplete line %d of certificates.jsonl", bad)
-    if records:
-        last_iter, last_hash = int(records[-1]["iteration"]), records[-1]["theta_sha256"]
-    else:
-        last_iter, last_hash = 0, run.base_certificate["theta_sha256"]
+    records = point.records
+    last_iter, last_hash = point.last_iteration, point.last_hash
     gate = None
     if train_cfg.certify == "sound":
         restore_added_states(task, records)
@@ -584,6 +696,8 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     if projector is None:
         theta = None
         for _it, p in sorted(run.checkpoints.items(), reverse=True):
+            if p in point.residue:
+                continue
             tensors, _meta = read_checkpoint(p)
             cand = flatten_tensors(tensors, names)
             if theta_sha256(cand) == last_hash:
@@ -592,15 +706,44 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
         if theta is None:
             raise RunDirectoryError(
                 f"run {str(paths.root)!r}: no projector state or checkpoint holds the last recorded iterate "
-                f"(iteration {last_iter}, sha256 {last_hash[:12]}…); cannot resume"
+                f"(iteration {last_iter}, sha256 {last_hash[:12]}…); cannot resume; nothing was written"
             )
         projector = build_projector(task, proj_cfg, theta, gate=gate)
         projector.iteration = last_iter
         state_note = "reset (no matching projector state; bank, L and Adam moments restart)"
-        logger.warning("resume: %s", state_note)
-    _status(paths, event={"event": "resume", "from_iteration": last_iter, "projector_state": state_note})
-    status = _loop(paths, task, projector, train_cfg, names, progress, gate)
+    return _Resume(run=run, task=task, train_cfg=train_cfg, names=names, point=point, projector=projector, gate=gate,
+                   state_note=state_note)
+
+
+def _continue(paths: RunPaths, lock: RunLock, r: _Resume, iterations: int | None, progress: ProgressFn | None,
+              t0: float, stall_limit: int | None) -> TrainResult:
+    """The writing half of :func:`resume`: repair crash residue, say so, record the resume, train on."""
+    point = r.point
+    event: dict[str, Any] = {"event": "resume", "from_iteration": point.last_iteration, "projector_state": r.state_note}
+    repairs = []
+    if point.torn_line is not None:
+        data = paths.records.read_bytes()
+        atomic_write_bytes(paths.records, data[: len(data) - point.torn_bytes])
+        repairs.append(f"cut off the torn last line {point.torn_line} of certificates.jsonl ({point.torn_bytes} bytes, a crash mid-append)")
+    for p in point.residue:
+        p.unlink(missing_ok=True)
+        what = "an interrupted atomic write" if p.name.endswith(".tmp") else "written before the crash could append its record"
+        repairs.append(f"removed {p.relative_to(paths.root).as_posix()} ({what})")
+    for text in repairs:
+        logger.warning("resume: %s", text)
+    if r.state_note != "restored":
+        logger.warning("resume: %s", r.state_note)
+    if repairs:
+        event["repaired"] = repairs
+    note = lock.stale_note()
+    if note:
+        event["lock"] = note
+        logger.warning("resume: %s", note)
+    cfg = r.run.config
     if iterations is not None and iterations != cfg["train"]["iterations"]:
         cfg["train"]["iterations"] = iterations
         atomic_write_json(paths.config, cfg)
-    return _summary(Run(run_dir), task, status, t0)
+    _status(paths, status="running", iterations_done=point.last_iteration, iterations_target=r.train_cfg.iterations,
+            stopped_early=None, event=event)
+    status = _loop(paths, r.task, r.projector, r.train_cfg, r.names, progress, r.gate, stall_limit)
+    return _summary(Run(paths.root), r.task, status, t0)
