@@ -69,7 +69,7 @@ def test_a_licensed_mosek_that_fails_falls_back_to_clarabel(rng, monkeypatch):
         assert res.solver == cp.CLARABEL and res.status == "optimal"
 
 
-def test_inaccurate_solve_is_never_accepted(rng, monkeypatch):
+def test_inaccurate_solve_is_never_accepted(rng, monkeypatch, caplog):
     original = cp.Problem.solve
 
     def solve(self, *args, solver=None, **kwargs):
@@ -79,19 +79,24 @@ def test_inaccurate_solve_is_never_accepted(rng, monkeypatch):
         return out
 
     monkeypatch.setattr(cp.Problem, "solve", solve)
-    res = ProjectionSOCP("clarabel").solve(*_instance(rng))
+    with caplog.at_level("INFO", logger="scpo.projector.socp"):
+        res = ProjectionSOCP("clarabel").solve(*_instance(rng))
     assert res.solver != "none", "instance should need a solve"
     assert [a.status for a in res.attempts][:1] == [cp.OPTIMAL_INACCURATE]
     assert res.solver == "CLARABEL(robust)" and res.status == "optimal"
+    # a routine fallback is recorded and logged at INFO, never as a WARNING in the user's output
+    levels = {r.levelname for r in caplog.records if "trying the next solver" in r.getMessage()}
+    assert levels == {"INFO"} and not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
-def test_all_solvers_failing_raises_solver_error(rng, monkeypatch):
+def test_all_solvers_failing_raises_solver_error(rng, monkeypatch, caplog):
     def solve(self, *args, solver=None, **kwargs):
         raise cp.error.SolverError(f"{solver} broke (simulated)")
 
     monkeypatch.setattr(cp.Problem, "solve", solve)
     with pytest.raises(SolverError, match="no solver returned an optimal solution"):
         ProjectionSOCP("clarabel").solve(*_instance(rng))
+    assert any(r.levelname == "WARNING" and "no solver returned" in r.getMessage() for r in caplog.records)
 
 
 def test_unknown_solver_name_is_a_clear_error():

@@ -210,7 +210,11 @@ class ProjectionSOCP:
             value = prob.c.value
             if status == cp.OPTIMAL and value is not None and np.all(np.isfinite(value)):
                 return np.array(value, dtype=float), name, attempts
-            logger.warning("projection SOCP: solver %s returned %s; trying the next solver", name, status)
+            # a fallback is routine (e.g. Clarabel's optimal_inaccurate) and every attempt is recorded in the
+            # step's record, so it is INFO; only a chain in which no solver succeeds is a WARNING
+            logger.info("projection SOCP: solver %s returned %s; trying the next solver", name, status)
+        logger.warning("projection SOCP: no solver returned an optimal solution (%s)",
+                       "; ".join(f"{a.solver}: {a.status}" for a in attempts))
         return None, "", attempts
 
     def solve(
