@@ -60,7 +60,9 @@ def test_batched_leaf_bounds_agree_with_one_call_inside_the_margin(setup):
         got = parallel_leaf_bounds(loop, task.problem, lo, hi, V, method="crown", target=region.terminal_target, task_leaves=size)
         # different batch shapes may move the last bits (parallel.py's docstring); 1e-12 is 1,000× inside the margin
         assert np.allclose(got.worst, one.worst, rtol=0, atol=1e-12 * (1 + np.max(np.abs(one.worst))))
-        assert np.array_equal(got.worst_row, one.worst_row) or size is not None
+        # the worst row can only change where two rows' bounds tie within those last bits
+        close = np.abs(got.worst - one.worst) <= 1e-12 * (1 + np.abs(one.worst))
+        assert np.all(close) and np.mean(got.worst_row == one.worst_row) > 0.99
 
 
 def test_settings_are_checked(setup):

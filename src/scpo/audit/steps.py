@@ -103,11 +103,11 @@ def check_step_norms(files: RunFiles, ckpts: Checkpoints, tol: AuditTolerances, 
         worst = max(worst, diff)
         if not diff <= allowed:
             failures += 1
-            findings.add("step_norm", it, Level.EXACT, False,
+            findings.add("step_norm", it, Level.EVALUATED, False,
                          f"recorded step_norm {rec:.6g} ≠ ‖θ_{it} − θ_{parent}‖ = {dist:.6g} of the checkpoints (difference {diff:.3g}, "
                          f"tolerance {allowed:.1g}): the iterate is not the step the record claims", recorded=rec, distance=dist)
     if failures == 0 and compared:
-        findings.add("step_norm", None, Level.EXACT, True,
+        findings.add("step_norm", None, Level.EVALUATED, True,
                      f"{compared} recorded step lengths equal ‖θ_k − θ_parent‖ of the checkpoints (largest difference {worst:.1e})")
     if not compared:
         findings.note("no accepted step has both its checkpoints; step lengths were not compared")

@@ -233,14 +233,17 @@ class RegionCertificate:
         Claim
         """
         s = self.summary
+        exact_volume = self.certified_volume_exact is not None
         return Claim(
             name="region_reach_avoid",
             statement=(f"For every initial state x_0 in C — {region.description} — the closed loop of π_θ satisfies every "
                        f"state constraint at t = 0..{s['horizon']}, every input constraint at t = 0..{s['horizon'] - 1} and "
-                       f"ends in X_f at t = {s['horizon']} (certified on {100 * self.certified_fraction:.4f}% of C by volume)"),
+                       f"ends in X_f at t = {s['horizon']} (certified on {100 * self.certified_fraction:.4f}% of C by volume"
+                       + ("" if exact_volume else "; leaf volumes in floating point, the tiling proved by the leaf paths") + ")"),
             level=Level.SOUND,
             holds=bool(self.holds),
-            details={"certified_fraction": self.certified_fraction, "leaves": int(len(self.status)),
+            details={"certified_fraction": self.certified_fraction, "volume_arithmetic": "exact" if exact_volume else "floating point (qhull)",
+                     "leaves": int(len(self.status)),
                      "failed_leaves": len(self.failed), "margin": s["margin"], "time_s": s["time_s"]},
         )
 

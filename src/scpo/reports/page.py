@@ -37,7 +37,10 @@ AUDIT_TEXT = {
     "reach_avoid": "reach-avoid re-derived with the audit's own closed-loop rollout at audited checkpoints",
     "certificate_binding": "certificate files certify θs of the chain",
     "checkpoint_coverage": "every accepted iterate that checkpoint_every saves, and the last one, has its checkpoint",
-    "step_norm": "each recorded step length equals the distance between its saved iterates",
+    "step_norm": "each recorded step length equals the distance between its saved iterates (to 1e-12 relative: float norms differ by ulps)",
+    "region_certificate": "each audited iterate's region certificate file is the one its record names (SHA-256) and certifies that θ",
+    "region_tiling": "the certificate's leaves tile C: prefix-free complete dyadic paths, clipping re-done exactly, leaf volumes summing exactly to C's (n ≤ 2)",
+    "region_bounds": "every live leaf re-bounded from the checkpoint (IBP/CROWN with the recorded margin) is ≤ 0",
     "pinned_head": "the chain is the pinned one (--expect-head) or continues it",
 }
 """What each audit check name states, for the verdict table."""
