@@ -3,12 +3,16 @@
     python benchmarks/bench_audit.py            # full: train a 1,000-iteration regression run, audit it
     python benchmarks/bench_audit.py --quick    # 30 iterations of the same task, and an extrapolation
     python benchmarks/bench_audit.py --run RUN  # audit an existing run directory
+    python benchmarks/bench_audit.py --run RUN --workers 2 [--chunk 8]   # also on 2 local Ray workers
 
 The run uses the regression task at its default size (1-64-64-1 residual, 400 grid points,
 N = 800 rows) with a checkpoint after every accepted iteration, so a 1,000-iteration run has up
 to 1,001 checkpoints to hash and re-evaluate. Printed: the time to create the run, the time of
 the audit of every checkpoint, the time of an audit that re-evaluates only ``θ₀`` (file reading,
 hashing, the chain, the base case and the backup), and the re-evaluation cost per checkpoint.
+With ``--workers N`` the full audit is repeated with its units (region certificates, blocks of
+``--chunk`` checkpoints) as Ray tasks on a local instance; printed: its time, the speed-up over
+this process, and whether the two results are identical (they must be, apart from the wall time).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", type=Path, default=None, help="audit this existing run instead of creating one")
     ap.add_argument("--out", type=Path, default=None, help="keep the created run here (default: a temporary folder)")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2: the 2-core target)")
+    ap.add_argument("--workers", type=int, default=None, help="also audit on a local Ray instance with N CPUs")
+    ap.add_argument("--chunk", type=int, default=64, help="checkpoints per re-evaluation unit (default 64)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     base = audit_run(run, iterations="0")
     base_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    full = audit_run(run)
+    full = audit_run(run, chunk=args.chunk)
     full_s = time.perf_counter() - t0
     n_ck = len(full.audited_iterations)
     per = (full_s - base_s) / max(n_ck - 1, 1)
@@ -75,11 +81,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"re-evaluation per ckpt    {1e3 * per:.1f} ms  (g, f and, for control tasks, reach-avoid)")
     if n_ck < 1000:
         print(f"extrapolated to 1,001 checkpoints: {base_s + 1000 * per:.1f} s (target < 60 s)")
+    identical = True
+    if args.workers is not None:
+        from scpo.distributed import Execution, map_tasks, shutdown
+
+        t0 = time.perf_counter()
+        map_tasks(abs, [0], workers=args.workers)
+        start_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        there = audit_run(run, chunk=args.chunk, execution=Execution(workers=args.workers))
+        ray_s = time.perf_counter() - t0
+        shutdown()
+        a, b = full.to_dict(), there.to_dict()
+        a.pop("wall_time_s"), b.pop("wall_time_s")
+        identical = a == b
+        print(f"Ray, {args.workers} workers           {ray_s:.2f} s after a {start_s:.1f} s start  (speed-up {full_s / ray_s:.2f}×; "
+              f"{'identical to' if identical else 'DIFFERS from'} the in-process result; chunk {args.chunk})")
     if not full.ok:
         print(full.render_text(), file=sys.stderr)
     if tmp is not None:
         tmp.cleanup()
-    return 0 if full.ok else 1
+    return 0 if full.ok and identical else 1
 
 
 if __name__ == "__main__":

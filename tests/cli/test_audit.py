@@ -74,3 +74,41 @@ def test_audit_prints_the_constraints_and_a_head_that_pins_the_chain(reg_run, tm
     assert res.exit_code == 1 and "FAILED pinned_head" in res.stdout, res.output
     res = invoke(run, "--expect-head", "xyz")
     assert res.exit_code == 2 and res.stderr.strip().count("\n") == 0 and "expect_head: expected 16 to 64" in res.stderr
+
+
+def _without_wall_time(stdout: str) -> dict:
+    data = json.loads(stdout)
+    data.pop("wall_time_s")
+    return data
+
+
+def test_audit_on_two_ray_workers_prints_the_in_process_result(reg_run):
+    # Reference: the same audit in this process with the same --chunk (the units fix the numbers).
+    from scpo.distributed import ray_available, shutdown
+
+    if not ray_available():
+        pytest.skip('Ray is not installed (optional extra: pip install -e ".[ray]"); the Ray engine is not exercised here')
+    here = invoke(reg_run, "--json", "--chunk", 2)
+    try:
+        there = invoke(reg_run, "--json", "--chunk", 2, "--workers", 2)
+    finally:
+        shutdown()
+    assert here.exit_code == there.exit_code == 0, there.output
+    assert _without_wall_time(here.stdout) == _without_wall_time(there.stdout)
+
+
+def test_audit_progress_and_engine_flags(reg_run, monkeypatch):
+    res = invoke(reg_run, "--chunk", 2)
+    assert res.exit_code == 0, res.output
+    saved = len(load_run(reg_run).checkpoints)
+    assert json.loads((reg_run / "config.json").read_text())["train"]["certify"] == "sound"
+    units = saved + -(-saved // 2)  # a region certificate per saved iterate of a sound run, and blocks of 2
+    assert f"audit: {units}/{units} units re-verified" in res.stderr
+    assert "units re-verified" not in invoke(reg_run, "--chunk", 2, "--quiet").stderr
+    for args, message in ((("--workers", 0), "workers: expected"), (("--chunk", 0), "chunk: expected"),
+                          (("--ray-address", " "), "ray_address: expected")):
+        res = invoke(reg_run, *args)
+        assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.output, res.output
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if the extra were not installed
+    res = invoke(reg_run, "--workers", 2)
+    assert res.exit_code == 2 and 'pip install -e ".[ray]"' in res.stderr, res.output

@@ -36,11 +36,22 @@ def small_run(tmp_path_factory):
     return out
 
 
-def _write_strong(run, it=50, seed=0, scale=0.3):
+def _write_strong(run, seed=0, scale=0.3):
+    """Extend the chain by one accepted iterate with a strong residual (a self-consistent forgery:
+    checkpoint, hash and parent all match, so the run is intact and certify must judge the θ itself).
+
+    Returns the new iteration."""
     st = run.task.structure
     theta = strong_theta(run.task, seed, scale)
     tensors = {name: W for name, W in zip(st.parameter_names, [a for layer in st.unflatten_numpy(theta) for a in layer])}
-    write_checkpoint(run.paths.checkpoint(it), tensors, run.parameter_names, iteration=it, task=run.task_name)
+    lines = run.paths.records.read_text().splitlines()
+    last = json.loads(lines[-1])
+    it = last["iteration"] + 1
+    h = write_checkpoint(run.paths.checkpoint(it), tensors, run.parameter_names, iteration=it, task=run.task_name)
+    rec = {**last, "iteration": it, "accepted": True, "parent_sha256": last["theta_sha256"], "theta_sha256": h,
+           "checkpoint": run.paths.checkpoint(it).relative_to(run.paths.root).as_posix()}
+    run.paths.records.write_text("\n".join([*lines, json.dumps(rec)]) + "\n")
+    return it
 
 
 def test_region_cover_certifies_the_backup_on_all_of_C_and_refuses_a_strong_residual(small_run):
@@ -54,10 +65,10 @@ def test_region_cover_certifies_the_backup_on_all_of_C_and_refuses_a_strong_resi
     assert Fraction(data["certified_volume_exact"]) == Fraction(data["region"]["volume_exact"])  # exact, all of C
     assert data["theta_sha256"] == run.theta_hash(0)
     assert run.paths.region_figure(0).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "holds" in res.stdout
-    _write_strong(run)
-    res = invoke(small_run, "--iteration", 50, "--max-depth", 4)
+    it = _write_strong(run)
+    res = invoke(small_run, "--iteration", it, "--max-depth", 4)
     assert res.exit_code == 1 and "FAILS" in res.stdout, res.output
-    data = json.loads(run.paths.region_certificate(50).read_text())
+    data = json.loads(run.paths.region_certificate(it).read_text())
     assert not data["holds"] and data["failed"] and any(f["verdict"] == "violated" for f in data["failed"])
     assert "violated" in res.stdout
 
@@ -135,10 +146,10 @@ def test_certify_exit_0_when_every_box_is_certified_and_1_when_one_fails(small_r
     monkeypatch.undo()
     # exit 1: a residual that violates constraints, through the full cover
     run = load_run(small_run)
-    _write_strong(run)
-    res = invoke(small_run, "--cover", "grid-cells", "--iteration", 50, "--min-width", 0.05, "--quiet")
+    it = _write_strong(run)
+    res = invoke(small_run, "--cover", "grid-cells", "--iteration", it, "--min-width", 0.05, "--quiet")
     assert res.exit_code == 1, res.output
-    data = json.loads(run.paths.gridcells_certificate(50).read_text())
+    data = json.loads(run.paths.gridcells_certificate(it).read_text())
     assert not data["claims"][0]["holds"] and data["failed_boxes"]
     assert data["summary"]["failed_violated"] > 0 and "violated at x0" in res.stdout
 
@@ -162,11 +173,11 @@ def test_region_cover_on_two_ray_workers_writes_the_in_process_certificate(small
     if not ray_available():
         pytest.skip('Ray is not installed (optional extra: pip install -e ".[ray]"); the Ray engine is not exercised here')
     run = load_run(small_run)
-    _write_strong(run, it=60, scale=0.1)
-    path = run.paths.region_certificate(60)
+    it = _write_strong(run, scale=0.1)
+    path = run.paths.region_certificate(it)
     codes = []
     for extra in ((), ("--workers", 2)):
-        res = invoke(small_run, "--iteration", 60, "--max-depth", 3, "--task-leaves", 16, *extra)
+        res = invoke(small_run, "--iteration", it, "--max-depth", 3, "--task-leaves", 16, *extra)
         codes.append(res.exit_code)
         assert res.exit_code in (0, 1), res.output
         if not extra:
@@ -186,3 +197,46 @@ def test_distribution_flags_are_checked(small_run):
     if not torch.cuda.is_available():
         res = invoke(small_run, "--iteration", 0, "--device", "cuda")
         assert res.exit_code == 2 and "cuda" in res.output.lower() and "Traceback" not in res.output, res.output
+
+
+def _snapshot(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_damaged_run_receives_no_certificate(small_run, tmp_path):
+    # Reference: the directory's bytes before and after (nothing written), and exit 2 with one line.
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    r = load_run(run)
+    st = r.task.structure
+    theta = strong_theta(r.task, 3, 0.1)
+    tensors = {name: W for name, W in zip(st.parameter_names, [a for layer in st.unflatten_numpy(theta) for a in layer])}
+    write_checkpoint(r.paths.checkpoint(90), tensors, r.parameter_names, iteration=90, task=r.task_name)  # no record
+    before = _snapshot(run)
+    for args in ((run, "--iteration", 0), (run, "--iteration", 0, "--cover", "grid-cells")):
+        res = invoke(*args)
+        assert res.exit_code == 2, res.output
+        assert "has no record" in res.stderr and "nothing was written" in res.stderr and res.stderr.strip().count("\n") == 0
+    res = CliRunner().invoke(app, ["verify-lipschitz", str(run), "--iteration", "0"])
+    assert res.exit_code == 2 and "has no record" in res.stderr, res.output
+    assert _snapshot(run) == before
+
+
+def test_certify_never_overwrites_a_certificate_the_chain_names(tmp_path):
+    # Reference: the sound run's own audit (the record names region_iter_000001.json by its SHA-256).
+    from scpo.audit import audit_run
+
+    out = tmp_path / "sound"
+    train(resolve_config("double-integrator", task_overrides=SMALL, train_overrides={"iterations": 1, "seed": 0, "certify": "sound"}), out)
+    run = load_run(out)
+    named = run.paths.region_certificate(0)
+    before = named.read_bytes()
+    res = invoke(out, "--iteration", 0, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert named.read_bytes() == before
+    again = run.paths.region_recertificate(0)
+    data = json.loads(again.read_text())
+    assert data["theta_sha256"] == run.theta_hash(0) and data["holds"] and str(again) in res.stdout
+    assert audit_run(out).verdict == "verified"

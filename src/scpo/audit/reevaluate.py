@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from .reader import Checkpoints, RunFiles, recorded_number
 from .result import AuditTolerances, Findings
 from .rollout import closed_loop, layers_from_tensors, policy_switch
 
-__all__ = ["check_recorded_constraints", "reevaluate"]
+__all__ = ["BlockUnit", "check_recorded_constraints", "plan_blocks", "run_block_unit"]
 
 
 def check_recorded_constraints(files: RunFiles, findings: Findings) -> None:
@@ -94,14 +96,15 @@ def _check_objective(it: int, f: float, rec: float, tol: AuditTolerances, findin
                  objective=f, recorded=rec)
 
 
-def _check_reach_avoid(block: list[int], ckpts: Checkpoints, task: Any, findings: Findings) -> None:
+def _check_reach_avoid(its: tuple[int, ...], tensors: tuple[dict[str, np.ndarray], ...], names: tuple[str, ...], task: Any,
+                       findings: Findings) -> None:
     from ..certify.reach_avoid import reach_avoid_claim
 
     problem = task.problem
     x0 = np.asarray(task.safety_states, dtype=float)
-    layers = layers_from_tensors([ckpts.tensors[i] for i in block], ckpts.names)
+    layers = layers_from_tensors(list(tensors), list(names))
     states, inputs = closed_loop(problem, layers, x0, activation=task.structure.activation, switch=policy_switch(task.policy))
-    for k, it in enumerate(block):
+    for k, it in enumerate(its):
         c = reach_avoid_claim(problem, x0, states[k], inputs[k], iteration=it)
         d = c.details
         msg = (
@@ -139,16 +142,44 @@ def _blocks(its: list[int], added_at: list[int], chunk: int) -> list[list[int]]:
     return out
 
 
-def reevaluate(
-    files: RunFiles,
-    ckpts: Checkpoints,
-    task: Any,
-    iterations: list[int],
-    tol: AuditTolerances,
-    chunk: int,
-    findings: Findings,
-) -> list[int]:
-    """Re-evaluate ``g``, ``f`` and (with a terminal set) reach-avoid at the selected checkpoints.
+@dataclass(frozen=True)
+class BlockUnit:
+    """Consecutive audited checkpoints with the same rows of ``g``, as a unit of work (:mod:`scpo.audit.units`).
+
+    Attributes
+    ----------
+    iterations : tuple of int
+    thetas : ndarray, shape (k, d)
+        Their flat parameters, in order.
+    tensors : tuple of dict
+        Their tensors by name (the audit's own closed loop reads them by name).
+    names : tuple of str
+        The tensor order of ``θ``.
+    added_x0 : ndarray, shape (m, n)
+        Every state the gate added to the rows of ``g`` up to the first of these iterations.
+    added_margins : ndarray, shape (m,)
+        Their row margins.
+    recorded_g : tuple of float
+        The recorded ``max g`` of each iteration (NaN when none).
+    recorded_f : tuple of float
+        The recorded objective of each iteration (NaN when none).
+    tolerances : AuditTolerances
+    """
+
+    iterations: tuple[int, ...]
+    thetas: np.ndarray
+    tensors: tuple[dict[str, np.ndarray], ...]
+    names: tuple[str, ...]
+    added_x0: np.ndarray
+    added_margins: np.ndarray
+    recorded_g: tuple[float, ...]
+    recorded_f: tuple[float, ...]
+    tolerances: AuditTolerances
+
+
+def plan_blocks(files: RunFiles, ckpts: Checkpoints, task: Any, iterations: list[int], tol: AuditTolerances,
+                chunk: int) -> list[BlockUnit]:
+    """The re-evaluation of the selected checkpoints, cut into blocks of at most ``chunk``.
 
     Parameters
     ----------
@@ -157,40 +188,68 @@ def reevaluate(
     ckpts : Checkpoints
         The read checkpoints.
     task : Task
-        Rebuilt from ``config.json``: ``constraints``, ``objective``, ``problem``,
-        ``safety_states``, ``structure`` and ``policy`` (its switching set) are used.
+        Rebuilt from ``config.json``; ``row_margin`` is the default margin of an added state.
     iterations : list of int
         The selected checkpoints (see :func:`scpo.audit.parse_iterations`); those unreadable or
         without a record are left out.
     tol : AuditTolerances
     chunk : int
-        Checkpoints per batch.
-    findings : Findings
+        Checkpoints per block (the same blocks whatever runs them, so the same numbers).
 
     Returns
     -------
-    list of int
-        The checkpoints actually re-evaluated.
+    list of BlockUnit
+        In iteration order.
     """
     recorded_g, recorded_f = _recorded(files)
     by_it = {r["iteration"] for r in files.records}
     its = sorted(i for i in iterations if i in ckpts.tensors and (i == 0 or i in by_it))
-    reach_avoid = task.problem.has_terminal
     added = [(r["iteration"], s) for r in files.records for s in (r.get("added_states") or [])]
-    n_added = 0
+    n = task.problem.n
+    units = []
     for block in _blocks(its, [a for a, _ in added], chunk):
-        upto = sum(1 for a, _ in added if a <= block[0])
-        if upto > n_added:  # the rows of g at these iterates include the states the gate added until then
-            new = [s for _, s in added[n_added:upto]]
-            task.add_constraint_states(np.asarray([s["x0"] for s in new], dtype=float),
-                                       np.asarray([s.get("margin", task.row_margin) for s in new], dtype=float))
-            n_added = upto
-        thetas = np.stack([ckpts.theta(i) for i in block])
-        g = np.asarray(task.constraints(thetas), dtype=float)
-        for k, it in enumerate(block):
-            _check_g(it, g[k], recorded_g.get(it, float("nan")), tol, findings)
-            if it in recorded_f and math.isfinite(recorded_f[it]):
-                _check_objective(it, float(task.objective(thetas[k])), recorded_f[it], tol, findings)
-        if reach_avoid:
-            _check_reach_avoid(block, ckpts, task, findings)
-    return its
+        upto = [s for a, s in added if a <= block[0]]
+        units.append(BlockUnit(
+            iterations=tuple(block),
+            thetas=np.stack([ckpts.theta(i) for i in block]),
+            tensors=tuple(ckpts.tensors[i] for i in block),
+            names=tuple(ckpts.names),
+            added_x0=np.asarray([s["x0"] for s in upto], dtype=float).reshape(len(upto), n),
+            added_margins=np.asarray([s.get("margin", task.row_margin) for s in upto], dtype=float).reshape(len(upto)),
+            recorded_g=tuple(recorded_g.get(i, float("nan")) for i in block),
+            recorded_f=tuple(recorded_f.get(i, float("nan")) for i in block),
+            tolerances=tol,
+        ))
+    return units
+
+
+def run_block_unit(task: Any, unit: BlockUnit) -> Findings:
+    """Re-evaluate ``g``, ``f`` and (with a terminal set) reach-avoid at the checkpoints of one block.
+
+    Parameters
+    ----------
+    task : Task
+        Rebuilt from ``config.json``: ``constraints``, ``objective``, ``problem``,
+        ``safety_states``, ``structure`` and ``policy`` (its switching set) are used. When the
+        block carries added states, a copy of the task receives them (``task`` itself is not
+        modified).
+    unit : BlockUnit
+
+    Returns
+    -------
+    Findings
+        ``constraints``, ``objective`` and ``reach_avoid`` checks, in iteration order.
+    """
+    findings = Findings()
+    if len(unit.added_x0):  # the rows of g at these iterates include the states the gate added until then
+        task = copy.deepcopy(task)
+        task.add_constraint_states(unit.added_x0, unit.added_margins)
+    tol = unit.tolerances
+    g = np.asarray(task.constraints(unit.thetas), dtype=float)
+    for k, it in enumerate(unit.iterations):
+        _check_g(it, g[k], unit.recorded_g[k], tol, findings)
+        if math.isfinite(unit.recorded_f[k]):
+            _check_objective(it, float(task.objective(unit.thetas[k])), unit.recorded_f[k], tol, findings)
+    if task.problem.has_terminal:
+        _check_reach_avoid(unit.iterations, unit.tensors, unit.names, task, findings)
+    return findings

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..reachability.exact import exact_vertices
 from .reader import Checkpoints, RunFiles
 from .result import Findings
 
-__all__ = ["check_region_certificates"]
+__all__ = ["RegionUnit", "plan_region_checks", "run_region_unit"]
 
 _CHUNK = 512
 
@@ -128,8 +129,56 @@ def _rebound(task: Any, theta: np.ndarray, boxes, margin: Margin, it: int, findi
                  worst=worst, leaves=len(lows))
 
 
-def check_region_certificates(files: RunFiles, ckpts: Checkpoints, task: Any, iterations: list[int], findings: Findings) -> list[int]:
-    """Re-verify the region certificates of the audited accepted iterates (see the module docstring).
+@dataclass(frozen=True)
+class RegionUnit:
+    """The expensive half of one iteration's region check, as a unit of work (:mod:`scpo.audit.units`).
+
+    Attributes
+    ----------
+    iteration : int
+    data : dict
+        The certificate file's content (its bytes already hashed against the record).
+    theta : ndarray, shape (d,)
+        The checkpoint's flat parameters.
+    margin : Margin
+        The gate's rounding margin from ``config.json``.
+    """
+
+    iteration: int
+    data: dict[str, Any]
+    theta: np.ndarray
+    margin: Margin
+
+
+def run_region_unit(task: Any, unit: RegionUnit) -> Findings:
+    """Recompute the tiling of ``C`` from the file's partition and re-bound every live leaf at ``θ``.
+
+    Parameters
+    ----------
+    task : Task
+        Rebuilt from ``config.json`` (not modified).
+    unit : RegionUnit
+
+    Returns
+    -------
+    Findings
+        The ``region_tiling`` check and, when the tiling holds, the ``region_bounds`` check.
+    """
+    findings = Findings()
+    region = task.declared_region()
+    boxes = _tiling(unit.data, region, unit.iteration, findings)
+    if boxes is not None:
+        _rebound(task, unit.theta, boxes, unit.margin, unit.iteration, findings)
+    return findings
+
+
+def plan_region_checks(files: RunFiles, ckpts: Checkpoints, task: Any, iterations: list[int],
+                       findings: Findings) -> list[tuple[Findings, RegionUnit | None]]:
+    """The cheap half of the region checks (see the module docstring), and the units left to run.
+
+    Reads and hashes each named certificate file and checks that it certifies the chain's ``θ`` on
+    the region rebuilt from the task; the tiling and the re-bounding are returned as
+    :class:`RegionUnit` s, so that they can run anywhere (:func:`run_region_unit`).
 
     Parameters
     ----------
@@ -140,11 +189,13 @@ def check_region_certificates(files: RunFiles, ckpts: Checkpoints, task: Any, it
     iterations : list of int
         The audited checkpoints (``0`` included when selected).
     findings : Findings
+        Receives the run-level failures (a sound run whose task declares no region).
 
     Returns
     -------
-    list of int
-        The iterations whose certificate was re-verified.
+    list of (Findings, RegionUnit or None)
+        Per audited iteration with a region certificate, in order: the checks made here, and the
+        unit that completes them (None when a check made here already failed).
     """
     if files.config.get("train", {}).get("certify") != "sound":
         return []
@@ -158,27 +209,26 @@ def check_region_certificates(files: RunFiles, ckpts: Checkpoints, task: Any, it
     for r in files.records:
         if r.get("accepted"):
             named[r["iteration"]] = (r.get("region_certificate"), r.get("region_certificate_sha256"), r.get("theta_sha256"))
-    done = []
+    digest_c = region_digest(region)
+    plan: list[tuple[Findings, RegionUnit | None]] = []
     for it in iterations:
         if it not in named or it not in ckpts.tensors:
             continue
+        own = Findings()
+        plan.append((own, None))
         name, digest, theta_hash = named[it]
         if not isinstance(name, str) or not isinstance(digest, str):
-            findings.add("region_certificate", it, Level.EXACT, False, "an accepted iterate of a sound run names no region certificate")
+            own.add("region_certificate", it, Level.EXACT, False, "an accepted iterate of a sound run names no region certificate")
             continue
-        data = _load(files, name, digest, findings, it)
+        data = _load(files, name, digest, own, it)
         if data is None:
             continue
-        region_ok = data.get("summary", {}).get("region_sha256") == region_digest(region)
+        region_ok = data.get("summary", {}).get("region_sha256") == digest_c
         bound = data.get("iteration") == it and data.get("theta_sha256") == theta_hash == ckpts.hashes.get(it)
-        findings.add("region_certificate", it, Level.EXACT, region_ok and bound,
-                     f"{name} certifies the chain's θ of iteration {it} on the region rebuilt from the task" if region_ok and bound
-                     else f"{name}: " + ("it certifies another region than the task's" if not region_ok else
-                                         "it names another iteration or θ than the chain's"))
-        if not (region_ok and bound):
-            continue
-        boxes = _tiling(data, region, it, findings)
-        if boxes is not None:
-            _rebound(task, ckpts.theta(it), boxes, margin, it, findings)
-            done.append(it)
-    return done
+        own.add("region_certificate", it, Level.EXACT, region_ok and bound,
+                f"{name} certifies the chain's θ of iteration {it} on the region rebuilt from the task" if region_ok and bound
+                else f"{name}: " + ("it certifies another region than the task's" if not region_ok else
+                                    "it names another iteration or θ than the chain's"))
+        if region_ok and bound:
+            plan[-1] = (own, RegionUnit(iteration=it, data=data, theta=ckpts.theta(it), margin=margin))
+    return plan

@@ -261,6 +261,17 @@ class Findings:
         """
         self.checks.append(AuditCheck(name, iteration, level, bool(ok), message, details))
 
+    def extend(self, other: "Findings") -> None:
+        """Append the checks, errors and notes of ``other`` (a unit's findings), in order.
+
+        Parameters
+        ----------
+        other : Findings
+        """
+        self.checks.extend(other.checks)
+        self.errors.extend(other.errors)
+        self.notes.extend(other.notes)
+
     def error(self, message: str) -> None:
         """Record bad input.
 

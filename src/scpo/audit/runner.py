@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._validate import check_int
 from .._version import __version__
+from ..distributed import Execution
 from ..errors import InvalidInputError, RunDirectoryError
 from .backup import check_backup
 from .base_case import check_base_case
@@ -18,11 +19,12 @@ from .hashes import check_hashes
 from .head import chain_heads, check_expected_head, parse_expected_head
 from .iterations import parse_iterations
 from .reader import RunFiles, read_checkpoints, read_records, read_run_files, run_status
-from .reevaluate import check_recorded_constraints, reevaluate
-from .region import check_region_certificates
+from .reevaluate import check_recorded_constraints, plan_blocks
+from .region import plan_region_checks
 from .result import AuditResult, AuditTolerances, Findings
 from .specification import constraint_specification
 from .steps import check_checkpoint_coverage, check_step_norms
+from .units import run_units
 
 __all__ = ["audit_run"]
 
@@ -51,6 +53,8 @@ def audit_run(
     tolerances: AuditTolerances | None = None,
     chunk: int = 64,
     expect_head: str | None = None,
+    execution: Execution | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> AuditResult:
     """Re-verify the certificate chain of the run directory ``run`` from its files alone.
 
@@ -68,6 +72,14 @@ def audit_run(
     expect_head : str, optional
         A head digest pinned earlier (16 to 64 hex digits, :mod:`scpo.audit.head`): it must be
         the chain's head or that of an earlier iteration (check ``pinned_head``).
+    execution : Execution, optional
+        Where the expensive checks run (:mod:`scpo.audit.units`: blocks of ``chunk`` checkpoints
+        re-evaluated, region certificates re-verified): in this process by default, or as Ray
+        tasks (:class:`scpo.distributed.Execution` with workers or a cluster address). The
+        result is the same either way (the units depend on ``chunk``, not on the engine); only
+        ``wall_time_s`` differs.
+    progress : callable, optional
+        Called after every finished unit (see :func:`scpo.audit.units.run_units`).
 
     Returns
     -------
@@ -78,8 +90,11 @@ def audit_run(
     Raises
     ------
     InvalidInputError
-        Only for a malformed ``iterations``, ``tolerances``, ``chunk`` or ``expect_head`` argument; problems of the
-        run directory are reported in the result (``input_errors``), never raised.
+        Only for a malformed ``iterations``, ``tolerances``, ``chunk``, ``expect_head`` or ``execution`` argument (or
+        Ray asked for but not installed); problems of the run directory are reported in the result
+        (``input_errors``), never raised.
+    ExecutionError
+        The cluster failed, or a unit's worker died more often than ``execution.retries``.
     """
     t0 = time.perf_counter()
     tol = tolerances if tolerances is not None else AuditTolerances()
@@ -87,6 +102,9 @@ def audit_run(
         raise InvalidInputError(f"tolerances: expected AuditTolerances, got {type(tol).__name__}")
     chunk = check_int("chunk", chunk, minimum=1)
     expected = parse_expected_head(expect_head)
+    execution = execution if execution is not None else Execution()
+    if not isinstance(execution, Execution):
+        raise InvalidInputError(f"execution: expected a scpo.distributed.Execution, got {type(execution).__name__}")
     findings = Findings()
     task_name: str | None = None
     ckpts = None
@@ -111,8 +129,18 @@ def audit_run(
         check_base_case(files, ckpts, findings)
         check_backup(files, task, tol, findings)
         check_recorded_constraints(files, findings)
-        check_region_certificates(files, ckpts, task, selected, findings)
-        audited = reevaluate(files, ckpts, task, selected, tol, chunk, findings)
+        region_plan = plan_region_checks(files, ckpts, task, selected, findings)
+        blocks = plan_blocks(files, ckpts, task, selected, tol, chunk)
+        region_units = [u for _, u in region_plan if u is not None]
+        results = run_units(files.config, task, [*region_units, *blocks], execution, progress)
+        by_unit = iter(results)
+        for own, unit in region_plan:  # the cheap checks of an iteration, then its unit's, in iteration order
+            findings.extend(own)
+            if unit is not None:
+                findings.extend(next(by_unit))
+        for _ in blocks:
+            findings.extend(next(by_unit))
+        audited = [it for b in blocks for it in b.iterations]
         check_certificate_files(files, findings)
     except RunDirectoryError as exc:
         findings.error(str(exc))

@@ -394,6 +394,7 @@ def parallel_leaf_bounds(
     task_leaves: int | None = None,
     threads: int | None = 1,
     device: str = "cpu",
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ):
     """:func:`scpo.certify.leaf_bounds.leaf_bounds` over batches of ``task_leaves`` leaves, on any engine.
 
@@ -417,6 +418,9 @@ def parallel_leaf_bounds(
         Leaves per task; None: one task.
     threads : int or None
     device : str
+    progress : callable, optional
+        Called after every finished batch with :func:`scpo.distributed.map_tasks`' counts over all
+        workers (``weight_done`` / ``weight_total``: leaves).
 
     Returns
     -------
@@ -430,5 +434,5 @@ def parallel_leaf_bounds(
     lo = as_array("lower", lower, ndim=2)
     hi = as_array("upper", upper, shape=lo.shape)
     batches = split_batches(lo, hi, list(vertices), size=task_leaves)
-    parts = execution.map(bound_leaf_batch, batches, shared=job, weights=[len(b[0]) for b in batches])
+    parts = execution.map(bound_leaf_batch, batches, shared=job, weights=[len(b[0]) for b in batches], progress=progress)
     return merge_batches(parts)

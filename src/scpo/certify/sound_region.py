@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -303,12 +304,19 @@ class RegionCertifier:
         self._last_worst: np.ndarray | None = None
 
     # ---------------------------------------------------------------- one θ
-    def certify(self, theta: np.ndarray) -> RegionCertificate:
+    def certify(self, theta: np.ndarray, progress: Callable[[dict[str, Any]], None] | None = None) -> RegionCertificate:
         """Certify ``θ`` on ``C``, refining the kept partition where needed.
 
         Parameters
         ----------
         theta : ndarray, shape (d,)
+        progress : callable, optional
+            Called with a dict during the work: ``event`` ``"batch"`` after every finished batch of
+            leaves (with an engine or ``task_leaves``; counts over all workers: ``leaves_done``,
+            ``leaves_total`` of the current ``round`` and ``method``) and ``"round"`` after every
+            refinement round (``round``, ``certified_fraction`` of ``C``'s volume so far,
+            ``splitting``: leaves split for the next round, ``failed``, ``leaves_bounded``); both carry
+            ``engine``, ``workers`` and ``elapsed_s``. It does not change the certificate.
 
         Returns
         -------
@@ -318,22 +326,32 @@ class RegionCertifier:
         if self.config.threads is not None:
             torch.set_num_threads(self.config.threads)
         try:
-            return self._certify(np.asarray(theta, dtype=float))
+            return self._certify(np.asarray(theta, dtype=float), progress)
         finally:
             torch.set_num_threads(old)
 
-    def _bound(self, loop: ClosedLoop, part: Partition, idx: np.ndarray, method: str):
+    def _where(self) -> dict[str, Any]:
+        ex = self.execution
+        return {"engine": "in-process" if ex is None else ex.engine, "workers": None if ex is None else ex.workers}
+
+    def _bound(self, loop: ClosedLoop, part: Partition, idx: np.ndarray, method: str, progress=None, context=None):
         lo, hi = part.lower[idx], part.upper[idx]
         V = [part.clips[i].vertices for i in idx]
         cfg = self.config
         if self.execution is not None or cfg.task_leaves is not None or cfg.device != "cpu":
+            relay = None
+            if progress is not None:
+                def relay(info: dict[str, Any]) -> None:
+                    progress({**context, "event": "batch", "method": method, "leaves_done": int(info["weight_done"]),
+                              "leaves_total": int(info["weight_total"]), **self._where(),
+                              "elapsed_s": time.perf_counter() - context["t0"]})
             return parallel_leaf_bounds(loop, self.problem, lo, hi, V, method=method, target=self.region.terminal_target,
                                         margin=cfg.margin, execution=self.execution, task_leaves=cfg.task_leaves,
-                                        threads=cfg.threads, device=cfg.device)
+                                        threads=cfg.threads, device=cfg.device, progress=relay)
         return leaf_bounds(loop, self.problem, lo, hi, V, method=method, target=self.region.terminal_target,
                            margin=self.config.margin)
 
-    def _certify(self, theta: np.ndarray) -> RegionCertificate:
+    def _certify(self, theta: np.ndarray, progress: Callable[[dict[str, Any]], None] | None = None) -> RegionCertificate:
         cfg = self.config
         t0 = time.perf_counter()
         loop = closed_loop(self.problem, self.structure, theta)
@@ -355,9 +373,10 @@ class RegionCertifier:
                 break
             counts["rounds"] += 1
             todo = pending
+            context = {"round": counts["rounds"], "t0": t0}
             if cfg.use_ibp:
                 t1 = time.perf_counter()
-                b = self._bound(loop, part, todo, "ibp")
+                b = self._bound(loop, part, todo, "ibp", progress, context)
                 times["ibp"] += time.perf_counter() - t1
                 counts["ibp"] += todo.size
                 ok = b.worst <= 0
@@ -367,7 +386,7 @@ class RegionCertifier:
                 todo = todo[~ok]
             if todo.size:
                 t1 = time.perf_counter()
-                b = self._bound(loop, part, todo, "crown")
+                b = self._bound(loop, part, todo, "crown", progress, context)
                 times["crown"] += time.perf_counter() - t1
                 counts["crown"] += todo.size
                 ok = b.worst <= 0
@@ -381,6 +400,11 @@ class RegionCertifier:
             split_idx = open_idx[can][:budget]
             for i in np.setdiff1d(open_idx, split_idx):
                 state[i] = "failed"
+            if progress is not None:
+                done_vol = sum(part.clips[i].volume for i in np.flatnonzero(state == "certified"))
+                progress({"event": "round", "round": counts["rounds"], "certified_fraction": float(done_vol / self.volume),
+                          "splitting": int(split_idx.size), "failed": int(np.sum(state == "failed")),
+                          "leaves_bounded": counts["ibp"] + counts["crown"], **self._where(), "elapsed_s": time.perf_counter() - t0})
             if split_idx.size == 0:
                 continue
             t1 = time.perf_counter()

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import err
+from ._common import err, fail
 from .exit_codes import EXIT_BAD_INPUT, VERDICTS
 
 __all__ = ["audit", "audit_exit_code", "EXIT_OF_AUDIT_VERDICT"]
@@ -40,6 +40,21 @@ def _json_of(result: Any) -> dict[str, Any]:
     return out
 
 
+class _Progress:
+    """Progress lines on standard error: at most one a second, and the last unit's."""
+
+    def __init__(self) -> None:
+        self.last = -1.0
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if info["done"] < info["total"] and info["elapsed_s"] - self.last < 1.0:
+            return
+        self.last = info["elapsed_s"]
+        where = "" if info["engine"] == "in-process" else (f" on {info['workers']} Ray workers" if info.get("workers") else " on Ray")
+        err(f"audit: {info['done']}/{info['total']} units re-verified (region certificates, blocks of checkpoints){where}, "
+            f"{info['elapsed_s']:.1f} s")
+
+
 def audit(
     run: Annotated[Path, typer.Argument(help="Run directory to audit (trusted or not).")],
     json_out: Annotated[bool, typer.Option("--json", metavar="", help="Print the full result as JSON.")] = False,
@@ -52,13 +67,26 @@ def audit(
         typer.Option("--expect-head", help="Head digest printed by an earlier audit (16-64 hex digits): the chain must be that "
                                            "chain or continue it (a removed, rewritten or reordered record fails)."),
     ] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Re-evaluate the checkpoints on a local Ray instance with N CPUs (extra: ray).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Re-evaluate the checkpoints on a running Ray cluster ('auto', 'host:6379').")] = None,
+    chunk: Annotated[int, typer.Option("--chunk", help="Checkpoints per re-evaluation unit (the units, not the engine, fix the numbers).")] = 64,
+    quiet: Annotated[bool, typer.Option("--quiet", metavar="", help="No progress lines.")] = False,
 ) -> None:
     """Re-verify a run's certificate chain from its files alone: exit 0 verified, 1 a check failed, 2 bad input."""
     from ..audit import audit_run
-    from ..errors import InvalidInputError, UnsupportedError
+    from ..distributed import Execution
+    from ..errors import ExecutionError, InvalidInputError, UnsupportedError
 
     try:
-        result = audit_run(run, iterations=iterations, expect_head=expect_head)
+        execution = Execution(workers=workers, ray_address=ray_address)
+        if execution.engine == "ray":
+            from ..distributed import require_ray
+
+            require_ray("--workers / --ray-address", load=False)
+        result = audit_run(run, iterations=iterations, expect_head=expect_head, chunk=chunk, execution=execution,
+                           progress=None if quiet or json_out else _Progress())
+    except ExecutionError as exc:
+        raise fail(exc) from None
     except (InvalidInputError, UnsupportedError) as exc:
         if json_out:
             typer.echo(json.dumps({"kind": "scpo.audit", "run": str(run), "verdict": "bad input", "exit_code": EXIT_BAD_INPUT,

@@ -23,7 +23,7 @@ import typer
 from ._common import err, fail
 from .exit_codes import EXIT_FAILED, EXIT_OK
 
-__all__ = ["certify", "certify_command", "certify_run", "certify_region_run", "RegionRun", "SoundRegionRun", "stderr_progress",
+__all__ = ["certify", "certify_command", "certify_run", "certify_region_run", "RegionRun", "SoundRegionRun", "stderr_progress", "RegionProgress",
            "render", "render_region", "COVERS"]
 
 
@@ -38,6 +38,26 @@ def stderr_progress(info: dict[str, Any]) -> None:
         f"{info['pending']:>6} boxes to split, {info['failed']:>5} failed, {info['boxes_bounded']:>7} bounded, "
         f"{info['elapsed_s']:6.1f} s"
     )
+
+
+class RegionProgress:
+    """Progress lines of the region cover on standard error: every round, and batches (over all workers) at most every 2 s."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        where = "" if info["engine"] == "in-process" else (f" on {info['workers']} Ray workers" if info.get("workers") else " on Ray")
+        if info["event"] == "batch":
+            if info["leaves_done"] < info["leaves_total"] and info["elapsed_s"] - self.last < 2.0:
+                return
+            self.last = info["elapsed_s"]
+            err(f"round {info['round']:>2}: {info['method']} bounds {info['leaves_done']:>7}/{info['leaves_total']} leaves{where}, "
+                f"{info['elapsed_s']:6.1f} s")
+            return
+        self.last = info["elapsed_s"]
+        err(f"round {info['round']:>2}: certified {100 * info['certified_fraction']:7.3f}% of C, {info['splitting']:>6} leaves to split, "
+            f"{info['failed']:>5} failed, {info['leaves_bounded']:>7} bounded{where}, {info['elapsed_s']:6.1f} s")
 
 
 @dataclass(frozen=True)
@@ -66,12 +86,21 @@ def _saved_iterate(run: Path, iteration: int | None) -> tuple[Any, int, Any]:
 
     if iteration is not None:
         check_int("--iteration", iteration, minimum=0)
+    from ..runs import verify_intact
+
     r = load_run(run)
+    verify_intact(r.path)  # a damaged run receives no new certificate (bad input, before any work)
     ckpts = r.checkpoints
     it = iteration if iteration is not None else (max(ckpts) if ckpts else None)
     if it is None:
         raise InvalidInputError(f"run {str(run)!r}: no checkpoints saved, nothing to certify")
     return r, int(it), r.theta(it)
+
+
+def _chain_names(r: Any, path: Path) -> bool:
+    """Whether the chain (the base certificate or a record) names ``path`` as its certificate file."""
+    rel = path.relative_to(r.paths.root).as_posix()
+    return r.base_certificate.get("region_certificate") == rel or any(rec.get("region_certificate") == rel for rec in r.records)
 
 
 def certify_run(
@@ -136,7 +165,8 @@ class SoundRegionRun:
 
 def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: int | None = None,
                        cells_per_axis: int | None = None, workers: int | None = None, ray_address: str | None = None,
-                       task_leaves: int | None = None, device: str = "cpu") -> SoundRegionRun:
+                       task_leaves: int | None = None, device: str = "cpu",
+                       progress: Callable[[dict[str, Any]], None] | None = None) -> SoundRegionRun:
     """Certify a saved iterate on the task's declared region ``C`` and write the certificate and figure.
 
     With ``workers`` or ``ray_address`` the leaves of each refinement round are bounded as Ray
@@ -172,8 +202,11 @@ def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: in
     elif execution.engine == "ray":
         kw["task_leaves"] = DEFAULT_TASK_LEAVES
     gate = SoundGate(task, GateSettings(**kw, device=device), execution if execution.engine == "ray" else None)
-    cert = gate.certify(theta)
-    record = write_region_certificate(r.paths, int(it), theta, cert, gate.region_dict)
+    cert = gate.certify(theta, progress=progress)
+    target = r.paths.region_certificate(int(it))
+    if _chain_names(r, target):  # evidence of the chain, never overwritten: the new certificate goes beside it
+        target = r.paths.region_recertificate(int(it))
+    record = write_region_certificate(r.paths, int(it), theta, cert, gate.region_dict, target)
     fig = None
     if task.problem.n == 2:
         fig = save(certificate_figure(task.problem, gate.region, cert), r.paths.region_figure(int(it)))
@@ -255,7 +288,8 @@ def certify_command(run: Path, iteration: int | None, horizon: int | None, min_w
                 raise InvalidInputError("--horizon: the declared region is the backup's set for the task's own horizon; "
                                         "use --cover grid-cells to certify another horizon")
             done = certify_region_run(run, iteration, max_depth=max_depth, cells_per_axis=cells_per_axis, workers=workers,
-                                      ray_address=ray_address, task_leaves=task_leaves, device=device)
+                                      ray_address=ray_address, task_leaves=task_leaves, device=device,
+                                      progress=None if quiet else RegionProgress())
             typer.echo(render_region(done))
             return EXIT_OK if done.holds else EXIT_FAILED
         if workers is not None or ray_address is not None or task_leaves is not None or device != "cpu":

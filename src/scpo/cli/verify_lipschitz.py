@@ -256,7 +256,7 @@ def _lipschitz_run(run_path, iteration, radius, bound, sample_rows, worst_rows, 
     from ..certify import require_unswitched
     from ..certify.smoothness import BOUNDS, verification_figure, verify_smoothness
     from ..errors import RunDirectoryError
-    from ..runs import SCHEMA_VERSION, load_run, theta_sha256
+    from ..runs import SCHEMA_VERSION, load_run, theta_sha256, verify_intact
     from ..training import restore_added_states
 
     t_start = time.perf_counter()
@@ -267,6 +267,7 @@ def _lipschitz_run(run_path, iteration, radius, bound, sample_rows, worst_rows, 
         iteration = check_int("iteration", iteration, minimum=0)
     check_int("sample", sample_rows, minimum=0)
     run = load_run(run_path)
+    verify_intact(run.path)  # a damaged run receives no new certificate (bad input, before any work)
     records = run.records
     by_it = {int(r["iteration"]): r for r in records}
     states = run.paths.state_files()

@@ -21,7 +21,7 @@ from .._validate import SEED_MAX, read_json_object
 from ..errors import CheckpointFormatError, RunDirectoryError
 from .files import SCHEMA_VERSION, flatten_tensors, read_checkpoint, read_records, theta_sha256
 
-__all__ = ["CONFIG_KEYS", "ResumePoint", "check_config", "verify_resumable"]
+__all__ = ["CONFIG_KEYS", "ResumePoint", "check_config", "verify_intact", "verify_resumable"]
 
 CONFIG_KEYS = ("schema_version", "scpo_version", "created", "command", "task", "task_config", "projector", "train", "gate", "policy")
 """The top-level keys of ``config.json`` (``scpo train`` writes all; ``gate`` may be absent)."""
@@ -231,3 +231,32 @@ def verify_resumable(root: str | Path, cfg: dict[str, Any], *, task: str | None 
     torn_bytes = len(paths.records.read_bytes().rsplit(b"\n", 1)[-1]) if torn is not None else 0
     return ResumePoint(records=records, last_iteration=last, last_hash=parent, torn_line=torn, torn_bytes=torn_bytes,
                        residue=residue)
+
+
+def verify_intact(root: str | Path) -> ResumePoint:
+    """Check a run before a command writes a derived certificate into it (``scpo certify``, ``verify-lipschitz``).
+
+    The same checks as :func:`verify_resumable` on the run's own ``config.json``: a command that
+    adds files to a run must not add them to a damaged one, where they would look like evidence
+    about a chain that no longer holds. Crash residue (a torn last line, the files of the
+    iteration after the last record) is let through, as for a resume; it writes nothing.
+
+    Parameters
+    ----------
+    root : str or Path
+        The run directory.
+
+    Returns
+    -------
+    ResumePoint
+
+    Raises
+    ------
+    RunDirectoryError
+        ``config.json`` missing or malformed, or any damage :func:`verify_resumable` refuses.
+    """
+    from .run import RunPaths
+
+    paths = RunPaths(root)
+    cfg = check_config(read_json_object(paths.config, "config.json", RunDirectoryError))
+    return verify_resumable(paths.root, cfg)

@@ -90,6 +90,21 @@ class RunPaths:
         """
         return self.certificates / f"region_iter_{iteration:06d}.json"
 
+    def region_recertificate(self, iteration: int) -> Path:
+        """``certificates/region_iter_NNNNNN.recertified.json``: ``scpo certify``'s certificate of an iterate
+        whose chain already names ``region_iter_NNNNNN.json`` (that file is evidence of the chain and is
+        never overwritten).
+
+        Parameters
+        ----------
+        iteration : int
+
+        Returns
+        -------
+        Path
+        """
+        return self.certificates / f"region_iter_{iteration:06d}.recertified.json"
+
     def region_certificates(self) -> dict[int, Path]:
         """Saved region certificates by iteration."""
         return self._numbered(self.certificates, self.REGION_PATTERN)

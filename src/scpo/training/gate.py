@@ -13,6 +13,8 @@ with its SHA-256, in the iterate's record: the chain's links are then sound.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,8 @@ __all__ = ["SoundGate", "write_region_certificate", "restore_added_states"]
 
 
 def write_region_certificate(paths: RunPaths, iteration: int, theta: np.ndarray, cert: RegionCertificate,
-                             region_dict: dict[str, Any]) -> dict[str, Any]:
-    """Write ``certificates/region_iter_NNNNNN.json`` and return the record fields naming it.
+                             region_dict: dict[str, Any], target: Path | None = None) -> dict[str, Any]:
+    """Write ``certificates/region_iter_NNNNNN.json`` (or ``target``) and return the record fields naming it.
 
     Parameters
     ----------
@@ -44,6 +46,8 @@ def write_region_certificate(paths: RunPaths, iteration: int, theta: np.ndarray,
     cert : RegionCertificate
     region_dict : dict
         The declared region (:meth:`scpo.certify.declared.DeclaredRegion.to_dict`).
+    target : Path, optional
+        Another file in the run (default :meth:`RunPaths.region_certificate`).
 
     Returns
     -------
@@ -54,7 +58,7 @@ def write_region_certificate(paths: RunPaths, iteration: int, theta: np.ndarray,
     data = {"schema_version": SCHEMA_VERSION, "iteration": int(iteration), "theta_sha256": theta_sha256(theta),
             "region": region_dict, **cert.to_dict()}
     raw = canonical_json(data) + b"\n"
-    target = paths.region_certificate(iteration)
+    target = paths.region_certificate(iteration) if target is None else Path(target)
     atomic_write_bytes(target, raw)
     import hashlib
 
@@ -99,18 +103,20 @@ class SoundGate:
         self.added: list[dict[str, Any]] = []
         self.calls = 0
 
-    def certify(self, theta: np.ndarray) -> RegionCertificate:
+    def certify(self, theta: np.ndarray, progress: Callable[[dict[str, Any]], None] | None = None) -> RegionCertificate:
         """The region certificate of ``θ`` (no rows are added).
 
         Parameters
         ----------
         theta : ndarray, shape (d,)
+        progress : callable, optional
+            See :meth:`scpo.certify.sound_region.RegionCertifier.certify`.
 
         Returns
         -------
         RegionCertificate
         """
-        return self.certifier.certify(theta)
+        return self.certifier.certify(theta, progress)
 
     def _choose(self, cert: RegionCertificate) -> list[dict[str, Any]]:
         """Up to ``max_new_states`` worst points of failed leaves, violations first, not already rows."""
