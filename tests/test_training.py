@@ -283,6 +283,23 @@ def test_a_stalled_run_is_announced_and_stops_by_the_documented_rule(tmp_path, c
     assert audit_run(out, iterations="0,last").verdict == "verified"
 
 
+def test_the_stall_rule_is_stored_and_a_resume_keeps_it(tmp_path):
+    # Reference: the previous test's run (stalls after ~190 iterations); here the rule comes from
+    # config.json, set at the first call, and must still stop the resumed run.
+    out = tmp_path / "run"
+    cfg = resolve_config("regression", task_overrides=SMALL, projector_overrides={"lr": 0.05},
+                         train_overrides={"iterations": 20, "certify": "grid", "stop_after_stall": 30})
+    train(cfg, out)
+    assert json.loads((out / "config.json").read_text())["train"]["stop_after_stall"] == 30
+    assert load_run(out).status.get("stopped_early") is None
+    res = resume(out, iterations=400)
+    recs = load_run(out).records
+    assert all(not r["accepted"] for r in recs[-30:]) and recs[-31]["accepted"] and len(recs) < 400
+    assert res.status == "finished" and load_run(out).status["stopped_early"]["iteration"] == recs[-1]["iteration"]
+    with pytest.raises(ConfigError, match="stop_after_stall"):
+        resolve_config("regression", train_overrides={"stop_after_stall": 0})
+
+
 def test_every_file_of_a_run_is_readable_by_others_under_umask_022(tmp_path):
     """issue 15, item 10: checkpoints and state were written 0600 (safetensors' own mode); another user
     must be able to audit a shared run."""

@@ -8,7 +8,10 @@ JSON is strict (non-finite floats are written as the strings ``"nan"``, ``"inf"`
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,49 @@ from typing import Any
 
 from .errors import InvalidInputError
 from .evidence import _jsonable
+
+
+logger = logging.getLogger(__name__)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (a permission error means it does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def staging_dir(out: Path, kind: str) -> Path:
+    """A fresh hidden sibling ``.NAME.KIND-PID-HEX`` of ``out`` to build a directory in before renaming it.
+
+    Staging directories of the same ``out`` and ``kind`` left by processes that no longer exist
+    (killed before their rename) are removed first; those of live processes are kept.
+
+    Parameters
+    ----------
+    out : Path
+        The directory the staging one will be renamed to.
+    kind : str
+        ``"partial"`` (a new run) or ``"tmp"`` (a report).
+
+    Returns
+    -------
+    Path
+        Not created yet.
+    """
+    out = Path(out)
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.{re.escape(kind)}-(\d+)(-[0-9a-f]+)?$")
+    if out.parent.is_dir():
+        for p in out.parent.iterdir():
+            m = pattern.match(p.name)
+            if m and p.is_dir() and not p.is_symlink() and not _alive(int(m.group(1))):
+                logger.info("removing %s, left by process %s which no longer exists", p, m.group(1))
+                shutil.rmtree(p, ignore_errors=True)
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def file_mode() -> int:

@@ -101,7 +101,8 @@ def train(
     stop_after_stall: Annotated[
         Optional[int],
         typer.Option("--stop-after-stall", help="Stop early after N consecutive rejected iterations (θ unchanged; the run ends "
-                                                "finished, run.json says stopped_early). Default: off; a warning after 25 either way."),
+                                                "finished, run.json says stopped_early; stored, so a resume keeps it; on --resume it overrides for that resume). "
+                                                "Default: off; a warning after 25 either way."),
     ] = None,
 ) -> None:
     """Train a residual policy with the SCPO projector and write the certificate chain."""
@@ -150,11 +151,12 @@ def train(
             if L_mode is not None:
                 proj["L_mode"] = L_mode
             tr: dict[str, Any] = {}
-            for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every), ("certify", certify)):
+            for key, val in (("iterations", iterations), ("seed", seed), ("checkpoint_every", checkpoint_every), ("certify", certify),
+                             ("stop_after_stall", stop_after_stall)):
                 if val is not None:
                     tr[key] = val
             cfg = resolve_config(task, file_data=file_data, task_overrides=task_overrides, projector_overrides=proj, train_overrides=tr)
-            result = train_run(cfg, out, progress=progress, stall_limit=stop_after_stall)
+            result = train_run(cfg, out, progress=progress)
     except KeyboardInterrupt:
         target = resume or out
         err(f"\ninterrupted; everything written so far is kept. Continue with: scpo train {task or ''} --resume {target}")

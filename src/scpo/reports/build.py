@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_write_text, check_output_dir
+from .._io import atomic_write_json, atomic_write_text, check_output_dir, staging_dir
 from ..errors import RunDirectoryError
 from ..evidence import _jsonable
 from ..plotting import save
@@ -158,7 +158,7 @@ def build_report(
         if data.audit.verdict == "bad input":  # a damaged run: nothing is written into it
             raise RunDirectoryError(f"run {str(data.root)!r}: the audit finds it damaged ({data.audit.input_errors[0]}); "
                                     "no report written (scpo audit RUN lists every problem)")
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = staging_dir(out, "tmp")  # also removes those a killed report left
     tmp.mkdir(parents=True)
     try:
         result = _write(data, tmp, out)

@@ -39,6 +39,9 @@ class TrainConfig:
         Report progress every this many iterations.
     certify : {"auto", "sound", "grid"}
         How a candidate is accepted (see :data:`CERTIFY_MODES`).
+    stop_after_stall : int or None
+        Stop early after this many consecutive rejected iterations (``θ`` unchanged); None: off.
+        Stored in ``config.json``, so a resume keeps it.
     """
 
     iterations: int = 1000
@@ -47,9 +50,12 @@ class TrainConfig:
     state_every: int = 1
     log_every: int = 25
     certify: str = "auto"
+    stop_after_stall: int | None = None
 
     def __post_init__(self) -> None:
         try:
+            if self.stop_after_stall is not None:
+                check_int("stop_after_stall", self.stop_after_stall, minimum=1)
             check_in("certify", self.certify, CERTIFY_MODES)
             check_int("iterations", self.iterations, minimum=0)
             check_seed("seed", self.seed)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_bytes, check_output_dir
+from .._io import atomic_write_bytes, check_output_dir, staging_dir
 from .._validate import check_int, check_seed
 from .._version import __version__
 from ..certify.base_case import zero_final_layer_claim
@@ -273,6 +273,7 @@ def _loop(
     counts = {"accepted": 0, "rejected": 0, "violations": 0}
     start = projector.iteration
     status = "running"
+    stall_limit = stall_limit if stall_limit is not None else cfg.stop_after_stall
     stall = _Stall(stall_limit)
     try:
         while projector.iteration < cfg.iterations:
@@ -412,8 +413,9 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
         everything written so far kept, resumable with :func:`resume`.
     stall_limit : int, optional
         The early-stop rule: stop after this many consecutive rejected iterations (``θ``
-        unchanged); ``run.json`` records ``stopped_early``. Default: off (a warning after
-        :data:`STALL_NOTICE` such iterations either way).
+        unchanged); ``run.json`` records ``stopped_early``. Default: the configuration's
+        ``train.stop_after_stall`` (stored in ``config.json``, so a resume keeps it; off unless
+        set; a warning after :data:`STALL_NOTICE` such iterations either way).
 
     Returns
     -------
@@ -463,9 +465,7 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     if not base_claim.holds:
         raise InvalidInputError("theta0: the residual's final layer is not exactly zero, so the induction has no base case")
 
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_dir(out, "partial")  # also removes those a killed run left
     paths = RunPaths(tmp)
     paths.checkpoints.mkdir(parents=True)
     paths.state.mkdir()
@@ -603,7 +603,8 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     task : str, optional
         The task the caller means; must be the run's (``scpo train TASK --resume RUN``).
     stall_limit : int, optional
-        As for :func:`train`.
+        As for :func:`train`, for this resume only; default: the run's stored
+        ``train.stop_after_stall``.
 
     Returns
     -------
