@@ -102,3 +102,52 @@ def test_unprojected_run_with_violating_iterates_exits_1_like_the_demo(tmp_path)
     violations = sum(1 for r in load_run(out).records if r["violation"])
     assert violations > 0 and res.exit_code == 1, res.output
     assert f"accepted iterates violating a constraint   {violations}" in res.output
+
+
+def test_sound_gate_on_two_ray_workers_trains_the_in_process_run(tmp_path):
+    # Reference: the same run in this process with the gate's task_leaves = 64 (what --workers records):
+    # the θ hashes and the region certificates' bytes of every iteration must be the same.
+    import pytest
+
+    from scpo.distributed import ray_available, shutdown
+
+    if not ray_available():
+        pytest.skip('Ray is not installed (optional extra: pip install -e ".[ray]"); the Ray engine is not exercised here')
+    cfg = tmp_path / "cfg.json"
+    base = {"task_config": {"hidden": [8], "n_train": 40, "n_grid": 60}, "projector": {"lr": 0.05}}
+    cfg.write_text(json.dumps({**base, "gate": {"task_leaves": 64}}))
+    here, there = tmp_path / "here", tmp_path / "there"
+    args = ["train", "regression", "--iterations", "3", "--certify", "sound", "--quiet"]
+    res = runner.invoke(app, [*args, "--out", str(here), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    cfg2 = tmp_path / "cfg2.json"
+    cfg2.write_text(json.dumps(base))
+    try:
+        res = runner.invoke(app, [*args, "--out", str(there), "--config", str(cfg2), "--workers", "2"])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["train", "--resume", str(there), "--iterations", "5", "--workers", "2", "--quiet"])
+        assert res.exit_code == 0, res.output
+    finally:
+        shutdown()
+    res = runner.invoke(app, ["train", "--resume", str(here), "--iterations", "5", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert load_run(there).config["gate"]["task_leaves"] == 64
+    a, b = load_run(here).records, load_run(there).records
+    assert [r["theta_sha256"] for r in a] == [r["theta_sha256"] for r in b] and len(a) == 5
+
+    def strip(v):  # the certificates without their wall-clock fields
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if "time" not in k}
+        return [strip(x) for x in v] if isinstance(v, list) else v
+
+    def certs(root, recs):
+        return [strip(json.loads((root / r["region_certificate"]).read_text())) for r in recs if r.get("region_certificate")]
+
+    assert len(certs(here, a)) >= 3 and certs(here, a) == certs(there, b)
+
+
+def test_engine_flags_of_train_are_checked(tmp_path):
+    res = runner.invoke(app, ["train", "regression", "--out", str(tmp_path / "r"), "--certify", "grid", "--workers", "2"])
+    assert res.exit_code == 2 and "only the sound gate distributes" in res.output and not (tmp_path / "r").exists(), res.output
+    res = runner.invoke(app, ["train", "regression", "--out", str(tmp_path / "r"), "--workers", "0"])
+    assert res.exit_code == 2 and "workers: expected" in res.output, res.output

@@ -104,6 +104,9 @@ def train(
                                                 "finished, run.json says stopped_early; stored, so a resume keeps it; on --resume it overrides for that resume). "
                                                 "Default: off; a warning after 25 either way."),
     ] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Sound gate: bound the leaves on a local Ray instance with N CPUs "
+                                                                    "(extra: ray; sets gate.task_leaves to 64 unless given).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Sound gate: bound the leaves on a running Ray cluster.")] = None,
 ) -> None:
     """Train a residual policy with the SCPO projector and write the certificate chain."""
     from .._io import check_output_dir
@@ -115,6 +118,11 @@ def train(
 
     progress = None if quiet else _progress
     try:
+        from ..distributed import Execution, require_ray
+
+        execution = Execution(workers=workers, ray_address=ray_address)
+        if execution.engine == "ray":
+            require_ray("--workers / --ray-address", load=False)
         task_overrides: dict[str, Any] | None = None
         if task_file is not None:
             from ..tasks.spec import load_spec
@@ -133,7 +141,8 @@ def train(
             others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius, certify, L_mode]
             if any(v is not None for v in others) or no_projection:
                 raise InvalidInputError("--resume: only --iterations may change when resuming; the run keeps its config.json")
-            result = resume_run(resume, iterations=iterations, progress=progress, task=task, stall_limit=stop_after_stall)
+            result = resume_run(resume, iterations=iterations, progress=progress, task=task, stall_limit=stop_after_stall,
+                                execution=execution)
         else:
             if out is None:
                 raise InvalidInputError("--out: expected a new run directory (or --resume RUN), got neither")
@@ -155,8 +164,15 @@ def train(
                              ("stop_after_stall", stop_after_stall)):
                 if val is not None:
                     tr[key] = val
-            cfg = resolve_config(task, file_data=file_data, task_overrides=task_overrides, projector_overrides=proj, train_overrides=tr)
-            result = train_run(cfg, out, progress=progress)
+            gate: dict[str, Any] = {}
+            in_file = isinstance(file_data, dict) and isinstance(file_data.get("gate"), dict) and "task_leaves" in file_data["gate"]
+            if execution.engine == "ray" and not in_file:
+                from .certify import DEFAULT_TASK_LEAVES
+
+                gate["task_leaves"] = DEFAULT_TASK_LEAVES  # recorded: the batching, not the engine, fixes the certificates' bits
+            cfg = resolve_config(task, file_data=file_data, task_overrides=task_overrides, projector_overrides=proj, train_overrides=tr,
+                                 gate_overrides=gate)
+            result = train_run(cfg, out, progress=progress, execution=execution)
     except KeyboardInterrupt:
         target = resume or out
         err(f"\ninterrupted; everything written so far is kept. Continue with: scpo train {task or ''} --resume {target}")

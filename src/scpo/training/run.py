@@ -34,6 +34,7 @@ from .._validate import check_int, check_seed
 from .._version import __version__
 from ..certify.base_case import zero_final_layer_claim
 from ..config import from_mapping, to_mapping
+from ..distributed import Execution
 from ..errors import CheckpointFormatError, ConfigError, InvalidInputError, RunDirectoryError, UnsafeStartError
 from ..projector import Projector, ProjectorConfig, StepRecord
 from ..runs.files import (
@@ -389,7 +390,7 @@ def _summary(run: Run, task: Task, status: str, t0: float) -> TrainResult:
 
 
 def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | None = None,
-          stall_limit: int | None = None) -> TrainResult:
+          stall_limit: int | None = None, execution: Execution | None = None) -> TrainResult:
     """Train from ``θ₀`` and write the run directory ``out``.
 
     Runs ``config.train.iterations`` iterations of the projector on the task, each accepted only
@@ -416,6 +417,11 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
         unchanged); ``run.json`` records ``stopped_early``. Default: the configuration's
         ``train.stop_after_stall`` (stored in ``config.json``, so a resume keeps it; off unless
         set; a warning after :data:`STALL_NOTICE` such iterations either way).
+    execution : Execution, optional
+        Where the sound gate bounds its leaves (:mod:`scpo.distributed`; only with
+        ``certify="sound"``): default in this process. The gate's ``task_leaves`` (stored in
+        ``config.json``), not the engine, fixes the certificates' bits, so the run is the same
+        on any engine.
 
     Returns
     -------
@@ -440,7 +446,7 @@ def train(config: ResolvedConfig, out: str | Path, *, progress: ProgressFn | Non
     if stall_limit is not None:
         check_int("stall_limit", stall_limit, minimum=1)
     task = make_task(config.task, config.task_config, seed=config.train.seed)
-    config, task, gate = setup_task(config, task)
+    config, task, gate = setup_task(config, task, execution)
     theta0 = task.theta0
     g0 = np.asarray(task.constraints(theta0[None, :]), dtype=float)[0]
     cert0 = None
@@ -516,7 +522,8 @@ def _create_and_loop(config: ResolvedConfig, task: Task, gate: SoundGate | None,
     return _summary(Run(out), task, status, t0)
 
 
-def setup_task(config: ResolvedConfig, task: Task | None = None) -> tuple[ResolvedConfig, Task, SoundGate | None]:
+def setup_task(config: ResolvedConfig, task: Task | None = None,
+               execution: Execution | None = None) -> tuple[ResolvedConfig, Task, SoundGate | None]:
     """Resolve ``certify="auto"`` (``sound`` when the task declares a region, else ``grid``) and the
     task settings left to training (``row_margin``, ``rows_in_region``: the gate's cushion and the
     rows inside ``C`` for ``sound``, none of either for ``grid``); rebuild the task when they change it.
@@ -526,6 +533,8 @@ def setup_task(config: ResolvedConfig, task: Task | None = None) -> tuple[Resolv
     config : ResolvedConfig
     task : Task, optional
         The task built from ``config`` (built here when not given).
+    execution : Execution, optional
+        The sound gate's engine (see :func:`train`).
 
     Returns
     -------
@@ -553,7 +562,20 @@ def setup_task(config: ResolvedConfig, task: Task | None = None) -> tuple[Resolv
     if changed:
         task = make_task(config.task, tc, seed=config.train.seed)
     config = dataclasses.replace(config, task_config=tc, train=dataclasses.replace(config.train, certify=mode))
-    return config, task, (SoundGate(task, config.gate) if mode == "sound" else None)
+    _check_engine(execution, mode)
+    return config, task, (SoundGate(task, config.gate, _engine(execution)) if mode == "sound" else None)
+
+
+def _check_engine(execution: Execution | None, mode: str) -> None:
+    if execution is not None and not isinstance(execution, Execution):
+        raise InvalidInputError(f"execution: expected a scpo.distributed.Execution, got {type(execution).__name__}")
+    if execution is not None and execution.engine == "ray" and mode != "sound":
+        raise InvalidInputError(f"execution: only the sound gate distributes its work (certify = sound); this run certifies {mode!r}")
+
+
+def _engine(execution: Execution | None) -> Execution | None:
+    """The gate's engine: None (the gate's own in-process path) unless Ray is asked for."""
+    return execution if execution is not None and execution.engine == "ray" else None
 
 
 def _config_json(config: ResolvedConfig, task: Task, names: list[str], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -577,7 +599,7 @@ def _config_json(config: ResolvedConfig, task: Task, names: list[str], tensors: 
 
 
 def resume(run_dir: str | Path, *, iterations: int | None = None, progress: ProgressFn | None = None,
-           task: str | None = None, stall_limit: int | None = None) -> TrainResult:
+           task: str | None = None, stall_limit: int | None = None, execution: Execution | None = None) -> TrainResult:
     """Continue the run ``run_dir`` from its last recorded iterate up to ``iterations`` in total.
 
     Verifies before it writes, under the run's lock (:class:`scpo.runs.lock.RunLock`: one writer
@@ -605,6 +627,8 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     stall_limit : int, optional
         As for :func:`train`, for this resume only; default: the run's stored
         ``train.stop_after_stall``.
+    execution : Execution, optional
+        As for :func:`train`, for this resume only.
 
     Returns
     -------
@@ -632,7 +656,7 @@ def resume(run_dir: str | Path, *, iterations: int | None = None, progress: Prog
     lock = RunLock(paths.lock).acquire()
     verified = False
     try:
-        prepared = _prepare_resume(paths, iterations, task)
+        prepared = _prepare_resume(paths, iterations, task, execution)
         verified = True
         return _continue(paths, lock, prepared, iterations, progress, t0, stall_limit)
     finally:
@@ -653,7 +677,8 @@ class _Resume:
     state_note: str
 
 
-def _prepare_resume(paths: RunPaths, iterations: int | None, task_name: str | None) -> _Resume:
+def _prepare_resume(paths: RunPaths, iterations: int | None, task_name: str | None,
+                    execution: Execution | None = None) -> _Resume:
     """Verify the run and build the projector where it stopped; writes nothing."""
     from ..runs.integrity import verify_resumable
 
@@ -671,9 +696,10 @@ def _prepare_resume(paths: RunPaths, iterations: int | None, task_name: str | No
     records = point.records
     last_iter, last_hash = point.last_iteration, point.last_hash
     gate = None
+    _check_engine(execution, train_cfg.certify)
     if train_cfg.certify == "sound":
         restore_added_states(task, records)
-        gate = SoundGate(task, gate_cfg)
+        gate = SoundGate(task, gate_cfg, _engine(execution))
 
     projector = None
     state_note = "restored"
