@@ -61,14 +61,21 @@ def integer_rows(P: Polytope) -> tuple[list[tuple[int, ...]], list[int]]:
     A: list[tuple[int, ...]] = []
     B: list[int] = []
     for a, b in zip(P.H, P.h):
-        fr = [Fraction(float(x)) for x in a] + [Fraction(float(b))]
-        den = max(f.denominator for f in fr)  # powers of two: the largest is their lcm
-        ints = [int(f * den) for f in fr]
-        g = functools.reduce(math.gcd, ints, 0) or 1
-        ints = [v // g for v in ints]
-        A.append(tuple(ints[:-1]))
-        B.append(ints[-1])
+        row, rhs = _integer_row(tuple(float(x) for x in a) + (float(b),))
+        A.append(row)
+        B.append(rhs)
     return A, B
+
+
+@functools.lru_cache(maxsize=8192)
+def _integer_row(floats: tuple[float, ...]) -> tuple[tuple[int, ...], int]:
+    """One row ``(a, b)`` as the integer row of :func:`integer_rows` (cached: clipped boxes share ``C``'s rows)."""
+    fr = [Fraction(x) for x in floats]
+    den = max(f.denominator for f in fr)  # powers of two: the largest is their lcm
+    ints = [int(f * den) for f in fr]
+    g = functools.reduce(math.gcd, ints, 0) or 1
+    ints = [v // g for v in ints]
+    return tuple(ints[:-1]), ints[-1]
 
 
 def _solve_int(M: list[tuple[int, ...]], rhs: list[int]) -> tuple[tuple[int, ...], int] | None:
@@ -120,15 +127,35 @@ def _rank(rows: list[tuple[int, ...]], n: int) -> int:
     return rank
 
 
+def _cross4(r: tuple[int, ...], s: tuple[int, ...], t: tuple[int, ...]) -> list[int]:
+    """``d_j = (−1)^j det(rows r, s, t without column j)`` for ``n = 4`` (2×2 minors of ``s, t`` shared)."""
+    m01 = s[0] * t[1] - s[1] * t[0]
+    m02 = s[0] * t[2] - s[2] * t[0]
+    m03 = s[0] * t[3] - s[3] * t[0]
+    m12 = s[1] * t[2] - s[2] * t[1]
+    m13 = s[1] * t[3] - s[3] * t[1]
+    m23 = s[2] * t[3] - s[3] * t[2]
+    return [r[1] * m23 - r[2] * m13 + r[3] * m12,
+            -(r[0] * m23 - r[2] * m03 + r[3] * m02),
+            r[0] * m13 - r[1] * m03 + r[3] * m01,
+            -(r[0] * m12 - r[1] * m02 + r[2] * m01)]
+
+
 def _cofactor_direction(rows: list[tuple[int, ...]], n: int) -> tuple[int, ...] | None:
     """A non-zero integer ``d`` with ``rows · d = 0`` for ``n − 1`` rows of rank ``n − 1`` (else ``None``).
 
     The generalised cross product: ``d_j = (−1)^j det(rows without column j)``.
     """
-    d = []
-    for j in range(n):
-        minor = [tuple(r[c] for c in range(n) if c != j) for r in rows]
-        d.append((-1) ** j * _det_int(minor))
+    if n == 4:
+        d = _cross4(*rows)
+    elif n == 3:
+        (a1, a2, a3), (b1, b2, b3) = rows
+        d = [a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1]
+    else:
+        d = []
+        for j in range(n):
+            minor = [tuple(r[c] for c in range(n) if c != j) for r in rows]
+            d.append((-1) ** j * _det_int(minor))
     if not any(d):
         return None
     g = functools.reduce(math.gcd, d, 0)
@@ -180,21 +207,27 @@ def _first_vertex(P: Polytope, A: list[tuple[int, ...]], B: list[int], Aobj: np.
     n = P.dim
     Pn = normalize(P)
     rng = np.random.default_rng(12345)
-    candidates: list[np.ndarray] = []
-    for _ in range(4):
-        c = rng.standard_normal(n)
-        res = scipy.optimize.linprog(-c, A_ub=Pn.H, b_ub=Pn.h, bounds=[(None, None)] * n, method="highs")
-        if res.status == 2:
-            return None
-        if res.status == 3:
-            raise InvalidInputError("P: expected a bounded polytope for exact vertex enumeration, got an unbounded one")
-        if res.status == 0:
-            candidates.append(np.asarray(res.x))
-    if not candidates:
-        raise SolverError("exact vertex enumeration: HiGHS found no optimal vertex of P")
+    def candidates():  # LP optima, solved one at a time: the first usually gives the vertex
+        found = False
+        for _ in range(4):
+            c = rng.standard_normal(n)
+            res = scipy.optimize.linprog(-c, A_ub=Pn.H, b_ub=Pn.h, bounds=[(None, None)] * n, method="highs")
+            if res.status == 2:
+                yield None
+                return
+            if res.status == 3:
+                raise InvalidInputError("P: expected a bounded polytope for exact vertex enumeration, got an unbounded one")
+            if res.status == 0:
+                found = True
+                yield np.asarray(res.x)
+        if not found:
+            raise SolverError("exact vertex enumeration: HiGHS found no optimal vertex of P")
+
     norms = np.linalg.norm(P.H, axis=1)
     norms = np.where(norms > 0, norms, 1.0)
-    for x in candidates:
+    for x in candidates():
+        if x is None:
+            return None
         slack = (P.h - P.H @ x) / norms
         order = np.argsort(slack)
         near = [int(i) for i in order if slack[i] <= 1e-6 * (1 + np.abs(x).max())]
@@ -299,30 +332,34 @@ def exact_vertices_nd(P: Polytope, start: tuple[Fraction, ...] | None = None) ->
         rays: set[tuple[int, ...]] = set()
         for S in itertools.combinations(range(len(T)), n - 1) if n > 1 else [()]:
             if n == 1:
-                cand = [(1,), (-1,)]
+                d = (1,)
             else:
                 d = _cofactor_direction([rowsT[s] for s in S], n)
                 if d is None:
                     continue
-                cand = [d, tuple(-v for v in d)]
-            for d in cand:
-                if d in rays:
-                    continue
-                if all(sum(a * x for a, x in zip(r, d)) <= 0 for r in rowsT):
-                    rays.add(d)
+            # rows of S are orthogonal to ±d by construction; the other tight rows decide which of ±d is a ray
+            inS = set(S)
+            vals = [sum(a * x for a, x in zip(rowsT[k], d)) for k in range(len(T)) if k not in inS]
+            if all(v <= 0 for v in vals):
+                rays.add(d)
+            if all(v >= 0 for v in vals):
+                rays.add(tuple(-v for v in d))
         for d in rays:
             Ad = Aobj.dot(np.array(d, dtype=object))
-            best: Fraction | None = None
+            # exact ratio test t* = min slack_j / (Ad_j · den) over Ad_j > 0, by integer cross-multiplication
+            bn, bd = None, None
             for j in range(len(keep)):
-                if Ad[j] > 0:
-                    t = Fraction(int(slack[j]), int(Ad[j]) * den)
-                    if best is None or t < best:
-                        best = t
-            if best is None:
+                adj = int(Ad[j])
+                if adj > 0:
+                    sj, dj = int(slack[j]), adj * den
+                    if bn is None or sj * bd < bn * dj:
+                        bn, bd = sj, dj
+            if bn is None:
                 raise InvalidInputError("P: expected a bounded polytope for exact vertex enumeration, got an unbounded one")
-            if best == 0:
+            if bn == 0:
                 continue  # cannot happen for an extreme ray of the tangent cone; stay safe
-            q, p_ = best.denominator, best.numerator
+            g = math.gcd(bn, bd)
+            p_, q = bn // g, bd // g
             nxt = _reduce(tuple(x * q + p_ * den * di for x, di in zip(num, d)), den * q)
             if nxt not in seen:
                 stack.append(nxt)
