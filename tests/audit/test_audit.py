@@ -515,3 +515,18 @@ def test_a_consistently_truncated_chain_verifies_alone_but_fails_its_pinned_head
 def test_expect_head_must_be_hex(reg_run):
     with pytest.raises(InvalidInputError, match="expect_head: expected 16 to 64 hexadecimal digits"):
         audit_run(reg_run, expect_head="not-a-digest")
+
+
+def test_a_run_naming_user_code_is_not_imported_without_permission(reg_run, tmp_path):
+    # Reference: sys.modules (the module must not have been imported) and the verdict words.
+    import sys
+
+    run = copy(reg_run, tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"] = "scpo_audit_probe_module:Factory"
+    (run / "config.json").write_text(json.dumps(cfg))
+    res = audit_run(run)
+    assert res.verdict == "bad input" and "--allow-task-code" in res.input_errors[0]
+    assert "scpo_audit_probe_module" not in sys.modules
+    res = audit_run(run, allow_task_code=True)  # asked: it tries to import it (and here fails: no such module)
+    assert res.verdict == "bad input" and "cannot import module 'scpo_audit_probe_module'" in " ".join(res.input_errors)

@@ -57,5 +57,7 @@ def test_train_module_factory_then_report_and_audit(gym_example, tmp_path, monke
     assert all(c["level"] != "sound" for c in base["claims"])
     rep = runner.invoke(app, ["report", str(run)])
     assert rep.exit_code == 0, rep.output
-    aud = runner.invoke(app, ["audit", str(run)])
+    aud = runner.invoke(app, ["audit", str(run)])  # the run names user code: the audit imports it only when asked
+    assert aud.exit_code == 2 and "--allow-task-code" in aud.output, aud.output
+    aud = runner.invoke(app, ["audit", str(run), "--allow-task-code"])
     assert aud.exit_code == 0, aud.output

@@ -55,6 +55,7 @@ def audit_run(
     expect_head: str | None = None,
     execution: Execution | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    allow_task_code: bool = False,
 ) -> AuditResult:
     """Re-verify the certificate chain of the run directory ``run`` from its files alone.
 
@@ -80,6 +81,10 @@ def audit_run(
         ``wall_time_s`` differs.
     progress : callable, optional
         Called after every finished unit (see :func:`scpo.audit.units.run_units`).
+    allow_task_code : bool, default False
+        A run whose task is ``module:factory`` (user code outside scpo) is rebuilt by importing
+        that module, i.e. by running code the run directory names. Without this flag such a run
+        is bad input and nothing is imported; set it only for code you trust.
 
     Returns
     -------
@@ -114,6 +119,11 @@ def audit_run(
     try:
         files = read_run_files(Path(run))
         task_name = files.task_name
+        if ":" in task_name and not allow_task_code:
+            raise RunDirectoryError(
+                f"config.json: the task {task_name!r} is Python code outside scpo (module {task_name.partition(':')[0]!r}); "
+                "rebuilding it imports and runs that code, so the audit does not do so unless asked: "
+                f"scpo audit {run} --allow-task-code (only for code you trust)")
         task = _rebuild_task(files)
         spec, _digest = constraint_specification(task)
         files.records = read_records(files.paths.records, findings, crashed=run_status(files.paths) != "finished")

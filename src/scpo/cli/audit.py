@@ -71,6 +71,9 @@ def audit(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Re-evaluate the checkpoints on a running Ray cluster ('auto', 'host:6379').")] = None,
     chunk: Annotated[int, typer.Option("--chunk", help="Checkpoints per re-evaluation unit (the units, not the engine, fix the numbers).")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", metavar="", help="No progress lines.")] = False,
+    allow_task_code: Annotated[bool, typer.Option("--allow-task-code", metavar="",
+                                                  help="Rebuild a module:factory task by importing its module (runs that code; "
+                                                       "only for code you trust).")] = False,
 ) -> None:
     """Re-verify a run's certificate chain from its files alone: exit 0 verified, 1 a check failed, 2 bad input."""
     from ..audit import audit_run
@@ -84,7 +87,7 @@ def audit(
 
             require_ray("--workers / --ray-address", load=False)
         result = audit_run(run, iterations=iterations, expect_head=expect_head, chunk=chunk, execution=execution,
-                           progress=None if quiet or json_out else _Progress())
+                           progress=None if quiet or json_out else _Progress(), allow_task_code=allow_task_code)
     except ExecutionError as exc:
         raise fail(exc) from None
     except (InvalidInputError, UnsupportedError) as exc:

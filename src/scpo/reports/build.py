@@ -154,7 +154,8 @@ def build_report(
     if audit:
         from ..audit import audit_run
 
-        data.audit = audit_run(data.root, iterations=audit_iterations)
+        # the report has rebuilt the run's task already (collect_run), module:factory code included
+        data.audit = audit_run(data.root, iterations=audit_iterations, allow_task_code=True)
         if data.audit.verdict == "bad input":  # a damaged run: nothing is written into it
             raise RunDirectoryError(f"run {str(data.root)!r}: the audit finds it damaged ({data.audit.input_errors[0]}); "
                                     "no report written (scpo audit RUN lists every problem)")
