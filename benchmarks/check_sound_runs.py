@@ -1,6 +1,7 @@
 """Dense, independent checks of sound-gated runs (issue 12's acceptance figures).
 
     OMP_NUM_THREADS=1 python benchmarks/check_sound_runs.py [--regression RUN] [--demo RUN] [--out bench-out]
+    OMP_NUM_THREADS=1 python benchmarks/check_sound_runs.py --nd RUN [--samples 100000] [--stride 10]
 
 Without ``--regression`` / ``--demo`` it first trains them with the defaults (``--certify auto``,
 i.e. sound): ``scpo train regression --iterations 1000 --seed 0`` and the demo (double integrator,
@@ -20,7 +21,11 @@ numpy float64.
   every saved iterate. Also: ``C``'s area against the backup's exact 30-step BRS, the share of
   accepted iterates with a holding region certificate, and the final imitation ratio (≤ 60 %).
 
-Prints a table per run and writes ``sound_runs.json``.
+* Any sound run of a linear task in ``n`` dimensions (``--nd RUN``, e.g. the cart-pole): the same
+  closed loop and rows from ``--samples`` states drawn uniformly in ``C`` (rejection from its
+  bounding box, seed 0), for every ``--stride``-th saved iterate and the last one.
+
+Prints a table per run and writes ``sound_runs.json`` (``sound_nd.json`` with ``--nd``).
 """
 
 from __future__ import annotations
@@ -77,6 +82,74 @@ def check_regression(run_dir: Path) -> dict:
            "iterations": int(last["iteration"]), "accepted": sum(bool(r["accepted"]) for r in run.records)}
     print(f"regression {run_dir}: {out['saved_iterates']} saved iterates, max |f| on 100,000 points {out['max_abs_f']:.6f} "
           f"({out['iterates_over_1']} iterates over 1), improvement closed {100 * out['improvement_fraction']:.1f} %")
+    return out
+
+
+def _bounding_box(H: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.optimize import linprog
+
+    n = H.shape[1]
+    lo, hi = np.empty(n), np.empty(n)
+    for i in range(n):
+        for sgn, out in ((1.0, lo), (-1.0, hi)):
+            c = np.zeros(n)
+            c[i] = sgn
+            r = linprog(c, A_ub=H, b_ub=h, bounds=[(None, None)] * n, method="highs")
+            if r.status != 0:
+                raise SystemExit(f"bounding box of C: LP status {r.status} ({r.message})")
+            out[i] = sgn * r.fun
+    return lo, hi
+
+
+def check_nd(run_dir: Path, samples: int = 100_000, stride: int = 10) -> dict:
+    """Random states of C, every ``stride``-th saved iterate and the last (see the module docstring)."""
+    run = load_run(run_dir)
+    task = run.task
+    pb = task.problem
+    sysm = pb.system
+    A, B, K = np.asarray(sysm.A), np.asarray(sysm.B), np.asarray(pb.K)
+    Hx, hx, Hu, hu = (np.asarray(a, dtype=float) for a in (sysm.Hx, sysm.hx, sysm.Hu, sysm.hu))
+    P, gamma, T = np.asarray(pb.P), float(pb.gamma), int(pb.horizon)
+    region_files = sorted(run.paths.certificates.glob("region_iter_*.json"))
+    if not region_files:
+        raise SystemExit(f"{run_dir}: no region certificates (was the run trained with --certify sound?)")
+    reg = json.loads(region_files[0].read_text())["region"]
+    H, h = np.asarray(reg["H"], dtype=float), np.asarray(reg["h"], dtype=float)
+    lo, hi = _bounding_box(H, h)
+    rng = np.random.default_rng(0)
+    X = np.zeros((0, H.shape[1]))
+    while len(X) < samples:
+        Y = rng.uniform(lo, hi, size=(4 * samples, H.shape[1]))
+        X = np.concatenate([X, Y[np.all(Y @ H.T <= h, axis=1)]])[:samples]
+    shapes = list(task.structure.shapes)
+    names = list(run.parameter_names)
+    saved = _saved(run)
+    chosen = saved[::stride] + ([saved[-1]] if (len(saved) - 1) % stride else [])
+    per = []
+    t0 = time.perf_counter()
+    for it, path in chosen:
+        th = _flat_theta(path, names)
+        x = X.copy()
+        worst = -np.inf
+        for _ in range(T):
+            u = x @ K.T + _mlp(th, shapes, x)
+            worst = max(worst, float(np.max(u @ Hu.T - hu)))
+            x = x @ A.T + u @ B.T
+            worst = max(worst, float(np.max(x @ Hx.T - hx)))
+        term = float(np.max(np.einsum("si,ij,sj->s", x, P, x) - gamma))
+        per.append((it, worst, term))
+    recs = [r for r in run.records if r.get("accepted")]
+    holding = sum(bool(r.get("region_holds")) for r in recs)
+    q = task.quality(run.theta(max(run.checkpoints)))
+    bad = sum(w > 1e-9 or tm > 1e-9 for _, w, tm in per)
+    out = {"run": str(run_dir), "n": int(H.shape[1]), "states_in_C": int(len(X)), "checked_iterates": [it for it, *_ in per],
+           "violating_iterates": bad, "worst_row": max(w for _, w, _ in per), "worst_terminal": max(tm for *_, tm in per),
+           "accepted": len(recs), "accepted_with_holding_certificate": holding, "C_volume": reg.get("volume"),
+           "imitation_ratio": q.get("imitation_loss_ratio"), "time_s": time.perf_counter() - t0}
+    print(f"{task.name} (n = {out['n']}) {run_dir}: {len(X)} random states of C, {len(per)} of {len(saved)} saved iterates checked "
+          f"(every {stride}th and the last), {bad} violating (tolerance 1e-9); worst state/input row {out['worst_row']:.3e}, "
+          f"worst terminal {out['worst_terminal']:.3e}; {holding}/{len(recs)} accepted iterates with a holding region certificate; "
+          f"imitation ratio {out['imitation_ratio']:.4f}; {out['time_s']:.0f} s")
     return out
 
 
@@ -141,9 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--regression", type=Path)
     ap.add_argument("--demo", type=Path)
+    ap.add_argument("--nd", type=Path, help="a sound run of a linear task in any dimension: random states of C")
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--stride", type=int, default=10)
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.nd is not None:
+        res = check_nd(args.nd, args.samples, args.stride)
+        (args.out / "sound_nd.json").write_text(json.dumps(res, indent=2))
+        return 0 if res["violating_iterates"] == 0 else 1
     results = {}
     for name, given, task, its in (("regression", args.regression, "regression", 1000), ("demo", args.demo, "double-integrator", 100)):
         run_dir = given

@@ -127,6 +127,7 @@ def test_sound_gate_on_two_ray_workers_trains_the_in_process_run(tmp_path):
         assert res.exit_code == 0, res.output
         res = runner.invoke(app, ["train", "--resume", str(there), "--iterations", "5", "--workers", "2", "--quiet"])
         assert res.exit_code == 0, res.output
+        assert "scpo train regression: finished" in res.output  # the run's task names it when TASK is left out
     finally:
         shutdown()
     res = runner.invoke(app, ["train", "--resume", str(here), "--iterations", "5", "--quiet"])

@@ -179,7 +179,7 @@ def train(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except ScpoError as exc:
         raise fail(exc) from None
-    typer.echo(_summary_text(result, title=f"scpo train {task}: {result.status}"))
+    typer.echo(_summary_text(result, title=f"scpo train {task or result.run.task_name}: {result.status}"))
     _exit_on_failure(result)
 
 
