@@ -27,6 +27,9 @@ __all__ = ["certify", "certify_command", "certify_run", "certify_region_run", "R
            "render", "render_region", "COVERS"]
 
 
+CERTIFY_MAX_LEAVES = 20_000
+"""Live-leaf budget of ``scpo certify`` (the training gate's is smaller in ``n ≥ 3``: :data:`scpo.training.config.DEFAULT_MAX_LEAVES`)."""
+
 DEFAULT_TASK_LEAVES = 64
 """Leaves per Ray task of the region cover: a CROWN leaf costs a few milliseconds, a Ray task about one."""
 
@@ -163,7 +166,7 @@ class SoundRegionRun:
         return bool(self.certificate.holds)
 
 
-def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: int | None = None,
+def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: int | None = None, max_leaves: int | None = None,
                        cells_per_axis: int | None = None, workers: int | None = None, ray_address: str | None = None,
                        task_leaves: int | None = None, device: str = "cpu",
                        progress: Callable[[dict[str, Any]], None] | None = None) -> SoundRegionRun:
@@ -192,6 +195,8 @@ def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: in
     kw: dict[str, Any] = {}
     if max_depth is not None:
         kw["max_depth"] = check_int("--max-depth", max_depth, minimum=0, maximum=60)
+    # a certificate of its own, not a candidate's: the large budget whatever the dimension
+    kw["max_leaves"] = check_int("--max-leaves", max_leaves if max_leaves is not None else CERTIFY_MAX_LEAVES, minimum=1)
     if cells_per_axis is not None:
         kw["cells_per_axis"] = check_int("--cells-per-axis", cells_per_axis, minimum=1)
     from ..distributed import Execution
@@ -275,6 +280,7 @@ COVERS = ("region", "grid-cells")
 
 def certify_command(run: Path, iteration: int | None, horizon: int | None, min_width: float, *, quiet: bool = False,
                     cover: str = "region", max_depth: int | None = None, cells_per_axis: int | None = None,
+                    max_leaves: int | None = None,
                     workers: int | None = None, ray_address: str | None = None, task_leaves: int | None = None,
                     device: str = "cpu") -> int:
     """Certify, write and print; return the exit code (0 all certified, 1 a box failed, 2 bad input)."""
@@ -287,7 +293,8 @@ def certify_command(run: Path, iteration: int | None, horizon: int | None, min_w
             if horizon is not None:
                 raise InvalidInputError("--horizon: the declared region is the backup's set for the task's own horizon; "
                                         "use --cover grid-cells to certify another horizon")
-            done = certify_region_run(run, iteration, max_depth=max_depth, cells_per_axis=cells_per_axis, workers=workers,
+            done = certify_region_run(run, iteration, max_depth=max_depth, max_leaves=max_leaves, cells_per_axis=cells_per_axis,
+                                      workers=workers,
                                       ray_address=ray_address, task_leaves=task_leaves, device=device,
                                       progress=None if quiet else RegionProgress())
             typer.echo(render_region(done))
@@ -309,6 +316,7 @@ def certify(
     min_width: Annotated[float, typer.Option("--min-width", help="grid-cells cover: smallest box width the refinement splits down to.")] = 0.002,
     cover: Annotated[str, typer.Option("--cover", help="region (default): the task's declared region C; grid-cells: the legacy cells around the grid states of S.")] = "region",
     max_depth: Annotated[Optional[int], typer.Option("--max-depth", help="region cover: bisections per root cell before a leaf fails (default 12).")] = None,
+    max_leaves: Annotated[Optional[int], typer.Option("--max-leaves", help="region cover: budget of live leaves (default 20,000).")] = None,
     cells_per_axis: Annotated[Optional[int], typer.Option("--cells-per-axis", help="region cover: root cells per axis (default by dimension).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Bound the leaves on a local Ray instance with N CPUs (extra: ray).")] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Bound the leaves on a running Ray cluster ('auto', 'host:6379').")] = None,
@@ -317,6 +325,6 @@ def certify(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.", metavar="")] = False,
 ) -> None:
     """Sound region certificate: bound every rollout constraint over boxes covering C (exit 0 all certified, 1 a box failed, 2 bad input)."""
-    raise typer.Exit(certify_command(run, iteration, horizon, min_width, quiet=quiet, cover=cover, max_depth=max_depth,
+    raise typer.Exit(certify_command(run, iteration, horizon, min_width, quiet=quiet, cover=cover, max_depth=max_depth, max_leaves=max_leaves,
                                      cells_per_axis=cells_per_axis, workers=workers, ray_address=ray_address,
                                      task_leaves=task_leaves, device=device))

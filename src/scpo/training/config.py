@@ -11,7 +11,7 @@ from ..errors import ConfigError, InvalidInputError
 from ..projector import ProjectorConfig
 from ..tasks import task_class
 
-__all__ = ["TrainConfig", "GateSettings", "ResolvedConfig", "resolve_config", "CERTIFY_MODES"]
+__all__ = ["TrainConfig", "GateSettings", "ResolvedConfig", "resolve_config", "CERTIFY_MODES", "DEFAULT_MAX_LEAVES", "default_max_leaves"]
 
 CERTIFY_MODES = ("auto", "sound", "grid")
 """``sound``: a candidate is accepted only when the sound region certificate of the task's declared
@@ -66,6 +66,24 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.{exc}") from None
 
 
+DEFAULT_MAX_LEAVES = {1: 20_000, 2: 20_000, 3: 5_000}
+"""The gate's leaf budget by dimension when ``GateSettings.max_leaves`` is None (3,000 for ``n ≥ 4``)."""
+
+
+def default_max_leaves(n: int) -> int:
+    """The gate's leaf budget for an ``n``-dimensional region (:data:`DEFAULT_MAX_LEAVES`).
+
+    Parameters
+    ----------
+    n : int
+
+    Returns
+    -------
+    int
+    """
+    return DEFAULT_MAX_LEAVES.get(n, 3_000)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GateSettings:
     """Settings of the sound gate (the region certificate run on every candidate; ``certify="sound"``).
@@ -77,8 +95,11 @@ class GateSettings:
         ``n = 3``, 4 above (a few hundred root cells in every dimension).
     max_depth : int
         Longest leaf path: a leaf open after this many bisections of its root cell fails.
-    max_leaves : int
-        Budget of live leaves per certificate.
+    max_leaves : int or None
+        Budget of live leaves per certificate (a candidate that needs more is rejected, which is
+        safe); ``None``: by dimension, 20,000 for ``n ≤ 2``, 5,000 for ``n = 3``, 3,000 above, so
+        that a hopeless candidate in 4-D costs tens of seconds, not minutes
+        (:data:`DEFAULT_MAX_LEAVES`).
     margin_rel, margin_abs : float
         The outward margin of every bound (:class:`scpo.numerics.Margin`).
     merge_slack : float
@@ -100,7 +121,7 @@ class GateSettings:
 
     cells_per_axis: int | None = None
     max_depth: int = 12
-    max_leaves: int = 20_000
+    max_leaves: int | None = None
     margin_rel: float = 1e-9
     margin_abs: float = 1e-10
     merge_slack: float = 1e-3
@@ -119,7 +140,8 @@ class GateSettings:
             if self.cells_per_axis is not None:
                 check_int("cells_per_axis", self.cells_per_axis, minimum=1)
             check_int("max_depth", self.max_depth, minimum=0, maximum=60)
-            check_int("max_leaves", self.max_leaves, minimum=1)
+            if self.max_leaves is not None:
+                check_int("max_leaves", self.max_leaves, minimum=1)
             check_int("max_new_states", self.max_new_states, minimum=1)
             check_int("search_steps", self.search_steps, minimum=0)
             for name in ("margin_rel", "margin_abs", "merge_slack", "row_margin"):

@@ -28,7 +28,7 @@ from ..runs.files import SCHEMA_VERSION, theta_sha256
 from ..runs.run import RunPaths
 from ..tasks import Task
 from .._io import atomic_write_bytes
-from .config import GateSettings
+from .config import GateSettings, default_max_leaves
 
 __all__ = ["SoundGate", "write_region_certificate", "restore_added_states"]
 
@@ -94,7 +94,7 @@ class SoundGate:
         self.settings = settings
         n = task.problem.n
         cells = settings.cells_per_axis if settings.cells_per_axis is not None else {1: 16, 2: 16, 3: 8}.get(n, 4)
-        cfg = GateConfig(cells_per_axis=cells, max_depth=settings.max_depth * max(1, n // 2), max_leaves=settings.max_leaves,
+        cfg = GateConfig(cells_per_axis=cells, max_depth=settings.max_depth * max(1, n // 2), max_leaves=settings.max_leaves if settings.max_leaves is not None else default_max_leaves(n),
                          margin=Margin(rel=settings.margin_rel, abs=settings.margin_abs),
                          merge_slack=settings.merge_slack if settings.merge_slack > 0 else None,
                          max_searched=max(settings.max_new_states, 1) * 4, search_steps=settings.search_steps,
