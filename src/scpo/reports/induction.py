@@ -142,8 +142,9 @@ def _step_text(data: RunData, st: dict[str, Any]) -> str:
         f"accepted, each with evaluated max g ≤ 0 unless counted here as a violation ({st['violations']} violations; "
         f"worst accepted max g = {fmt(st['worst_accepted_max_constraint'])} at iteration "
         f"{st['worst_accepted_iteration']}); {st['rejected']} rejected, θ unchanged (reasons: {reasons}). "
-        f"Accepted steps whose evaluated max g exceeded the (★) prediction: {st['accepted_above_prediction']} "
-        f"(L misestimated there; acceptance still rested on the evaluated g). "
+        f"Accepted iterations in which some row of an evaluated candidate exceeded its own (★) prediction "
+        f"(g_i > (★)_i, row by row): {st['accepted_above_prediction']} "
+        f"(L_i below the curvature there; acceptance still rested on the evaluated g). "
     )
 
 

@@ -148,7 +148,7 @@ def _iterations(doc: Doc, data: RunData, st: dict[str, Any]) -> None:
         ["rejection reasons", ", ".join(f"{k}: {v}" for k, v in st["rejection_reasons"].items()) or "—"],
         ["accepted iterates violating a constraint", str(st["violations"])],
         ["worst accepted max g (evaluated)", f"{fmt(st['worst_accepted_max_constraint'])} (iteration {st['worst_accepted_iteration']})"],
-        ["accepted steps with evaluated max g above the (★) prediction", str(st["accepted_above_prediction"])],
+        ["accepted iterations with a row above its (★) prediction", str(st["accepted_above_prediction"])],
         ["solver statuses", ", ".join(f"{k}: {v}" for k, v in st["solver_statuses"].items()) or "—"],
         ["accepted iterations whose solve was not optimal (never certifies)", str(st["accepted_non_optimal"])],
         ["L max (last iteration / over the run)", f"{fmt(st['L_max_final'])} / {fmt(st['L_max_overall'])}"],
