@@ -85,6 +85,42 @@ def check_regression(run_dir: Path) -> dict:
     return out
 
 
+def _loop_arrays(run) -> dict:
+    pb = run.task.problem
+    sysm = pb.system
+    out = {k: np.asarray(v, dtype=float) for k, v in (("A", sysm.A), ("B", sysm.B), ("K", pb.K), ("Hx", sysm.Hx), ("hx", sysm.hx),
+                                                     ("Hu", sysm.Hu), ("hu", sysm.hu), ("P", pb.P))}
+    out.update(gamma=float(pb.gamma), T=int(pb.horizon))
+    return out
+
+
+def _declared_region(run, run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    region_files = sorted(run.paths.certificates.glob("region_iter_*.json"))
+    if not region_files:
+        raise SystemExit(f"{run_dir}: no region certificates (was the run trained with --certify sound?)")
+    reg = json.loads(region_files[0].read_text())["region"]
+    return reg, np.asarray(reg["H"], dtype=float), np.asarray(reg["h"], dtype=float)
+
+
+def _margins(run, X: np.ndarray, iterates: list[tuple[int, Path]]) -> list[tuple[int, float, float]]:
+    """Per iterate: the largest state/input row and the largest terminal ``x_TᵀPx_T − γ`` over the states ``X``."""
+    m = _loop_arrays(run)
+    shapes = list(run.task.structure.shapes)
+    names = list(run.parameter_names)
+    per = []
+    for it, path in iterates:
+        th = _flat_theta(path, names)
+        x = X.copy()
+        worst = -np.inf
+        for _ in range(m["T"]):
+            u = x @ m["K"].T + _mlp(th, shapes, x)
+            worst = max(worst, float(np.max(u @ m["Hu"].T - m["hu"])))
+            x = x @ m["A"].T + u @ m["B"].T
+            worst = max(worst, float(np.max(x @ m["Hx"].T - m["hx"])))
+        per.append((it, worst, float(np.max(np.einsum("si,ij,sj->s", x, m["P"], x) - m["gamma"]))))
+    return per
+
+
 def _bounding_box(H: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from scipy.optimize import linprog
 
@@ -105,39 +141,17 @@ def check_nd(run_dir: Path, samples: int = 100_000, stride: int = 10) -> dict:
     """Random states of C, every ``stride``-th saved iterate and the last (see the module docstring)."""
     run = load_run(run_dir)
     task = run.task
-    pb = task.problem
-    sysm = pb.system
-    A, B, K = np.asarray(sysm.A), np.asarray(sysm.B), np.asarray(pb.K)
-    Hx, hx, Hu, hu = (np.asarray(a, dtype=float) for a in (sysm.Hx, sysm.hx, sysm.Hu, sysm.hu))
-    P, gamma, T = np.asarray(pb.P), float(pb.gamma), int(pb.horizon)
-    region_files = sorted(run.paths.certificates.glob("region_iter_*.json"))
-    if not region_files:
-        raise SystemExit(f"{run_dir}: no region certificates (was the run trained with --certify sound?)")
-    reg = json.loads(region_files[0].read_text())["region"]
-    H, h = np.asarray(reg["H"], dtype=float), np.asarray(reg["h"], dtype=float)
+    reg, H, h = _declared_region(run, run_dir)
     lo, hi = _bounding_box(H, h)
     rng = np.random.default_rng(0)
     X = np.zeros((0, H.shape[1]))
     while len(X) < samples:
         Y = rng.uniform(lo, hi, size=(4 * samples, H.shape[1]))
         X = np.concatenate([X, Y[np.all(Y @ H.T <= h, axis=1)]])[:samples]
-    shapes = list(task.structure.shapes)
-    names = list(run.parameter_names)
     saved = _saved(run)
     chosen = saved[::stride] + ([saved[-1]] if (len(saved) - 1) % stride else [])
-    per = []
     t0 = time.perf_counter()
-    for it, path in chosen:
-        th = _flat_theta(path, names)
-        x = X.copy()
-        worst = -np.inf
-        for _ in range(T):
-            u = x @ K.T + _mlp(th, shapes, x)
-            worst = max(worst, float(np.max(u @ Hu.T - hu)))
-            x = x @ A.T + u @ B.T
-            worst = max(worst, float(np.max(x @ Hx.T - hx)))
-        term = float(np.max(np.einsum("si,ij,sj->s", x, P, x) - gamma))
-        per.append((it, worst, term))
+    per = _margins(run, X, chosen)
     recs = [r for r in run.records if r.get("accepted")]
     holding = sum(bool(r.get("region_holds")) for r in recs)
     q = task.quality(run.theta(max(run.checkpoints)))
@@ -156,45 +170,12 @@ def check_nd(run_dir: Path, samples: int = 100_000, stride: int = 10) -> dict:
 def check_double_integrator(run_dir: Path) -> dict:
     run = load_run(run_dir)
     task = run.task
-    pb = task.problem
-    sysm = pb.system
-    A, B, K = np.asarray(sysm.A), np.asarray(sysm.B), np.asarray(pb.K)
-    Hx, hx, Hu, hu = (np.asarray(a, dtype=float) for a in (sysm.Hx, sysm.hx, sysm.Hu, sysm.hu))
-    P, gamma, T = np.asarray(pb.P), float(pb.gamma), int(pb.horizon)
-    region_files = sorted(run.paths.certificates.glob("region_iter_*.json"))
-    if not region_files:
-        raise SystemExit(f"{run_dir}: no region certificates (was the run trained with --certify sound?)")
-    reg = json.loads(region_files[0].read_text())["region"]
-    H, h = np.asarray(reg["H"], dtype=float), np.asarray(reg["h"], dtype=float)
-    from scipy.optimize import linprog
-
-    box = []
-    for i in range(2):
-        for sgn in (1.0, -1.0):
-            c = np.zeros(2)
-            c[i] = sgn
-            r = linprog(c, A_ub=H, b_ub=h, bounds=[(None, None)] * 2, method="highs")
-            if r.status != 0:
-                raise SystemExit(f"bounding box of C: LP status {r.status} ({r.message})")
-            box.append(sgn * r.fun)
-    lo, hi = np.array([box[0], box[2]]), np.array([box[1], box[3]])
+    reg, H, h = _declared_region(run, run_dir)
+    lo, hi = _bounding_box(H, h)
     g = [np.linspace(lo[i], hi[i], 200) for i in range(2)]
     X = np.stack(np.meshgrid(*g, indexing="ij"), -1).reshape(-1, 2)
     X = X[np.all(X @ H.T <= h, axis=1)]
-    shapes = list(task.structure.shapes)
-    names = list(run.parameter_names)
-    per = []
-    for it, path in _saved(run):
-        th = _flat_theta(path, names)
-        x = X.copy()
-        worst = -np.inf
-        for t in range(T):
-            u = x @ K.T + _mlp(th, shapes, x)
-            worst = max(worst, float(np.max(u @ Hu.T - hu)))
-            x = x @ A.T + u @ B.T
-            worst = max(worst, float(np.max(x @ Hx.T - hx)))
-        term = float(np.max(np.einsum("si,ij,sj->s", x, P, x) - gamma))
-        per.append((it, worst, term))
+    per = _margins(run, X, _saved(run))
     recs = [r for r in run.records if r.get("accepted")]
     holding = sum(bool(r.get("region_holds")) for r in recs)
     q = task.quality(run.theta(max(run.checkpoints)))
