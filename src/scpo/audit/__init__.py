@@ -56,7 +56,10 @@ are always checked for every file. Cost: re-evaluation dominates (regression at 
 closed-loop rollouts from every grid state of ``S``), so a sample is the way to audit very long
 control runs quickly. Accepted iterates without a checkpoint (``checkpoint_every > 1``) keep
 only their recorded ``max_constraint`` (evaluated at training time), which the audit checks is
-``≤ 0`` and says so.
+``≤ 0`` and says so. The re-evaluation and the region re-verification are independent units
+(:mod:`scpo.audit.units`) that run in this process or as Ray tasks (``execution``; ``scpo audit
+--workers N``) with the same result. A ``module:factory`` task (user code) is rebuilt only with
+``allow_task_code=True`` (``--allow-task-code``): rebuilding it imports that code.
 
 Verdicts (:attr:`AuditResult.verdict`): ``"verified"`` every check passed, ``"failed"`` a check
 failed (each failure names its iteration and reason), ``"bad input"`` (missing files, an unknown
