@@ -58,9 +58,12 @@ def test_max_feasible_scale_is_feasible_and_maximal(g, data):
     vals = g + alpha * a1 + alpha**2 * a2
     assert np.all(vals <= 1e-12 * (1 + np.abs(g) + np.abs(a1) + a2))
     if alpha < 1.0:
-        # a slightly larger scale violates some row (maximality), unless a root is at the round-off level
-        beta = alpha * (1 + 1e-6) + 1e-9
-        assert np.any(g + beta * a1 + beta**2 * a2 > 0)
+        # a slightly larger scale violates some row (maximality), decided in exact rationals: in
+        # floats β²·a2 underflows for a2 = 5e-324 (hypothesis found g = 0, a1 = 0, a2 = 5e-324)
+        from fractions import Fraction
+
+        beta = Fraction(alpha * (1 + 1e-6) + 1e-9)
+        assert any(Fraction(gi) + beta * Fraction(b1) + beta**2 * Fraction(b2) > 0 for gi, b1, b2 in zip(g, a1, a2))
 
 
 def test_max_feasible_scale_hand_example():

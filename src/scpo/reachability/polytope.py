@@ -623,8 +623,25 @@ def _cdd_matrix(P: Polytope) -> Any:
     return cdd.matrix_from_array(np.hstack([P.h[:, None], -P.H]), rep_type=cdd.RepType.INEQUALITY)
 
 
+def _exact_vertices_float(P: Polytope) -> np.ndarray:
+    """The exact vertices of the stored rows, rounded to float (the fallback of :func:`vertices`)."""
+    if P.dim == 2:
+        from .exact import exact_vertices
+
+        vs = exact_vertices(P)
+    else:
+        from .enumeration import exact_vertices_nd
+
+        vs = exact_vertices_nd(P).vertices
+    return np.array([[float(x) for x in v] for v in vs], dtype=float).reshape(-1, P.dim)
+
+
 def vertices(P: Polytope) -> np.ndarray:
     """Vertices of a bounded polytope (cddlib double description, floating point).
+
+    Where cddlib's floating point gives up (a "numerical inconsistency" between nearly parallel
+    rows) or returns too few vertices for a set with an interior, the exact enumeration
+    (:func:`scpo.reachability.exact.exact_vertices`, rounded to float) answers instead.
 
     Parameters
     ----------
@@ -647,11 +664,17 @@ def vertices(P: Polytope) -> np.ndarray:
         raise InvalidInputError("P: expected a bounded polytope, got the whole space (no rows)")
     if np.all(np.linalg.norm(Pn.H, axis=1) <= _ZERO_ROW) or is_empty(Pn):
         return np.zeros((0, P.dim))
-    gen = cdd.copy_generators(cdd.polyhedron_from_matrix(_cdd_matrix(Pn)))
-    arr = np.asarray(gen.array, dtype=float).reshape(-1, P.dim + 1)
-    if gen.lin_set or np.any(arr[:, 0] == 0.0):
-        raise InvalidInputError("P: expected a bounded polytope, got an unbounded one (its V-representation has rays)")
-    V = arr[:, 1:] / arr[:, :1]
+    try:
+        gen = cdd.copy_generators(cdd.polyhedron_from_matrix(_cdd_matrix(Pn)))
+    except RuntimeError:  # cddlib's floating point gave up ("numerical inconsistency"): exact enumeration instead
+        V = _exact_vertices_float(P)
+    else:
+        arr = np.asarray(gen.array, dtype=float).reshape(-1, P.dim + 1)
+        if gen.lin_set or np.any(arr[:, 0] == 0.0):
+            raise InvalidInputError("P: expected a bounded polytope, got an unbounded one (its V-representation has rays)")
+        V = arr[:, 1:] / arr[:, :1]
+        if V.shape[0] <= P.dim and chebyshev_center(Pn)[1] > 1e-9:  # too few vertices for a full-dimensional set
+            V = _exact_vertices_float(P)
     if P.dim == 2 and V.shape[0] > 2:
         c = V.mean(axis=0)
         V = V[np.argsort(np.arctan2(V[:, 1] - c[1], V[:, 0] - c[0]), kind="stable")]
