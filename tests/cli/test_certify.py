@@ -192,6 +192,10 @@ def test_distribution_flags_are_checked(small_run):
     assert res.exit_code == 2 and "workers: expected" in res.output, res.output
     res = invoke(small_run, "--iteration", 0, "--cover", "grid-cells", "--task-leaves", 8)
     assert res.exit_code == 2 and "only the region cover" in res.output, res.output
+    res = invoke(small_run, "--iteration", 0, "--cover", "grid-cells", "--max-leaves", 8)
+    assert res.exit_code == 2 and "--max-leaves: only the region cover" in res.output, res.output
+    res = invoke(small_run, "--iteration", 0, "--max-leaves", 0)
+    assert res.exit_code == 2 and "--max-leaves" in res.output and "Traceback" not in res.output, res.output
     import torch
 
     if not torch.cuda.is_available():

@@ -294,11 +294,13 @@ def certify_command(run: Path, iteration: int | None, horizon: int | None, min_w
                 raise InvalidInputError("--horizon: the declared region is the backup's set for the task's own horizon; "
                                         "use --cover grid-cells to certify another horizon")
             done = certify_region_run(run, iteration, max_depth=max_depth, max_leaves=max_leaves, cells_per_axis=cells_per_axis,
-                                      workers=workers,
-                                      ray_address=ray_address, task_leaves=task_leaves, device=device,
+                                      workers=workers, ray_address=ray_address, task_leaves=task_leaves, device=device,
                                       progress=None if quiet else RegionProgress())
             typer.echo(render_region(done))
             return EXIT_OK if done.holds else EXIT_FAILED
+        if max_leaves is not None:
+            raise InvalidInputError("--max-leaves: only the region cover (--cover region) has a leaf budget; the grid-cells "
+                                    "cover refines down to --min-width")
         if workers is not None or ray_address is not None or task_leaves is not None or device != "cpu":
             raise InvalidInputError("--workers, --ray-address, --task-leaves, --device: only the region cover (--cover region) "
                                     "distributes its bounding")
