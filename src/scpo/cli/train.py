@@ -140,7 +140,8 @@ def train(
                 raise InvalidInputError("--out and --resume: expected one of them, got both")
             others = [seed, bank_size, solver, lr, direction, checkpoint_every, config, certified_radius, certify, L_mode]
             if any(v is not None for v in others) or no_projection:
-                raise InvalidInputError("--resume: only --iterations may change when resuming; the run keeps its config.json")
+                raise InvalidInputError("--resume: only --iterations may change when resuming (and, for this call, --stop-after-stall, "
+                                        "--workers, --ray-address); the run keeps its config.json")
             result = resume_run(resume, iterations=iterations, progress=progress, task=task, stall_limit=stop_after_stall,
                                 execution=execution)
         else:
