@@ -12,3 +12,7 @@ def test_prediction_failures_are_counted_row_by_row():
     recs = [{**base, "iteration": 1, "prediction_excess": 0.003}, {**base, "iteration": 2, "prediction_excess": -0.05},
             {**base, "iteration": 3, "max_constraint": -0.05}]
     assert run_stats(recs, projection=True)["accepted_above_prediction"] == 2
+    # an unknown excess (NaN, written as the string "nan") leans the safe way: it counts as a failure;
+    # "-inf" (no candidate evaluated) does not
+    recs += [{**base, "iteration": 4, "prediction_excess": "nan"}, {**base, "iteration": 5, "prediction_excess": "-inf"}]
+    assert run_stats(recs, projection=True)["accepted_above_prediction"] == 3

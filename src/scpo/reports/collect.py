@@ -216,10 +216,10 @@ def run_stats(records: list[dict[str, Any]], *, projection: bool) -> dict[str, A
     rej = [r for r in recs if not r.get("accepted")]
     mc = np.array([recorded_number(r.get("max_constraint")) for r in acc]) if acc else np.zeros(0)
     worst_i = int(np.nanargmax(mc)) if mc.size and np.any(np.isfinite(mc)) else None
-    # row by row: some row g_i of an evaluated candidate above its own (★)_i (prediction_excess > 0); runs
-    # written before prediction_excess existed fall back to comparing the row maxima
-    pred_fail = sum(1 for r in acc if (recorded_number(r["prediction_excess"]) > 0 if "prediction_excess" in r else
-                                        recorded_number(r.get("max_constraint")) > recorded_number(r.get("predicted_max_constraint"))))
+    # row by row: some row g_i of an evaluated candidate above its own (★)_i (prediction_excess > 0, and NaN
+    # counts as a failure); runs written before prediction_excess existed fall back to comparing the row maxima
+    pred_fail = sum(1 for r in acc if (not recorded_number(r["prediction_excess"]) <= 0 if "prediction_excess" in r else
+                                        not recorded_number(r.get("max_constraint")) <= recorded_number(r.get("predicted_max_constraint"))))
     return {
         "iterations": len(recs),
         "accepted": len(acc),
