@@ -137,6 +137,18 @@ def _bounding_box(H: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return lo, hi
 
 
+def _summary(run, run_dir: Path, reg: dict, X: np.ndarray, per: list[tuple[int, float, float]]) -> tuple[dict, int, list, int]:
+    """The figures both closed-loop checks report (violations at tolerance 1e-9, certificates, imitation)."""
+    recs = [r for r in run.records if r.get("accepted")]
+    holding = sum(bool(r.get("region_holds")) for r in recs)
+    q = run.task.quality(run.theta(max(run.checkpoints)))
+    bad = sum(w > 1e-9 or tm > 1e-9 for _, w, tm in per)
+    out = {"run": str(run_dir), "states_in_C": int(len(X)), "violating_iterates": bad, "worst_row": max(w for _, w, _ in per),
+           "worst_terminal": max(tm for *_, tm in per), "accepted": len(recs), "accepted_with_holding_certificate": holding,
+           "C_volume": reg.get("volume"), "imitation_ratio": q.get("imitation_loss_ratio")}
+    return out, holding, recs, bad
+
+
 def check_nd(run_dir: Path, samples: int = 100_000, stride: int = 10) -> dict:
     """Random states of C, every ``stride``-th saved iterate and the last (see the module docstring)."""
     run = load_run(run_dir)
@@ -152,14 +164,8 @@ def check_nd(run_dir: Path, samples: int = 100_000, stride: int = 10) -> dict:
     chosen = saved[::stride] + ([saved[-1]] if (len(saved) - 1) % stride else [])
     t0 = time.perf_counter()
     per = _margins(run, X, chosen)
-    recs = [r for r in run.records if r.get("accepted")]
-    holding = sum(bool(r.get("region_holds")) for r in recs)
-    q = task.quality(run.theta(max(run.checkpoints)))
-    bad = sum(w > 1e-9 or tm > 1e-9 for _, w, tm in per)
-    out = {"run": str(run_dir), "n": int(H.shape[1]), "states_in_C": int(len(X)), "checked_iterates": [it for it, *_ in per],
-           "violating_iterates": bad, "worst_row": max(w for _, w, _ in per), "worst_terminal": max(tm for *_, tm in per),
-           "accepted": len(recs), "accepted_with_holding_certificate": holding, "C_volume": reg.get("volume"),
-           "imitation_ratio": q.get("imitation_loss_ratio"), "time_s": time.perf_counter() - t0}
+    out, holding, recs, bad = _summary(run, run_dir, reg, X, per)
+    out.update(n=int(H.shape[1]), checked_iterates=[it for it, *_ in per], time_s=time.perf_counter() - t0)
     print(f"{task.name} (n = {out['n']}) {run_dir}: {len(X)} random states of C, {len(per)} of {len(saved)} saved iterates checked "
           f"(every {stride}th and the last), {bad} violating (tolerance 1e-9); worst state/input row {out['worst_row']:.3e}, "
           f"worst terminal {out['worst_terminal']:.3e}; {holding}/{len(recs)} accepted iterates with a holding region certificate; "
@@ -169,21 +175,15 @@ def check_nd(run_dir: Path, samples: int = 100_000, stride: int = 10) -> dict:
 
 def check_double_integrator(run_dir: Path) -> dict:
     run = load_run(run_dir)
-    task = run.task
     reg, H, h = _declared_region(run, run_dir)
     lo, hi = _bounding_box(H, h)
     g = [np.linspace(lo[i], hi[i], 200) for i in range(2)]
     X = np.stack(np.meshgrid(*g, indexing="ij"), -1).reshape(-1, 2)
     X = X[np.all(X @ H.T <= h, axis=1)]
     per = _margins(run, X, _saved(run))
-    recs = [r for r in run.records if r.get("accepted")]
-    holding = sum(bool(r.get("region_holds")) for r in recs)
-    q = task.quality(run.theta(max(run.checkpoints)))
-    bad = sum(w > 1e-9 or tm > 1e-9 for _, w, tm in per)
-    out = {"run": str(run_dir), "states_in_C": int(len(X)), "saved_iterates": len(per), "violating_iterates": bad,
-           "worst_row": max(w for _, w, _ in per), "worst_terminal": max(tm for *_, tm in per),
-           "accepted": len(recs), "accepted_with_holding_certificate": holding, "C_volume": reg.get("volume"),
-           "C_share_of_backup_brs": reg["details"].get("share_of_backup_set"), "imitation_ratio": q["imitation_loss_ratio"]}
+    out, holding, recs, bad = _summary(run, run_dir, reg, X, per)
+    out.update(saved_iterates=len(per), C_share_of_backup_brs=reg["details"].get("share_of_backup_set"))
+    q = {"imitation_loss_ratio": out["imitation_ratio"]}
     print(f"double integrator {run_dir}: {len(X)} states of C (200×200 grid), {len(per)} saved iterates, "
           f"{bad} violating (tolerance 1e-9); worst state/input row {out['worst_row']:.3e}, worst terminal {out['worst_terminal']:.3e}; "
           f"{holding}/{len(recs)} accepted iterates with a holding region certificate; C = {out['C_share_of_backup_brs']:.3f} of the "
