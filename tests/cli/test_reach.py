@@ -110,8 +110,33 @@ def test_cli_bad_input_exit_code_2(tmp_path):
     assert res.exit_code == 2 and "expected a run directory" in res.output, res.output
     res = invoke("double-integrator", "--out", tmp_path)
     assert res.exit_code == 2 and "--out: expected a file path" in res.output, res.output
+    res = invoke("double-integrator", "--sets", "some")
+    assert res.exit_code == 2 and "--sets: expected one of auto, all, backup, got 'some'" in res.output, res.output
     res = invoke("double-integrator", "--horizon", "two")
     assert res.exit_code == 2  # typer's own parsing error
+
+
+def test_backup_sets_only(tmp_path, monkeypatch):
+    # --sets backup on the small double integrator: the backup's families, O_∞ and their claims only
+    use_task(monkeypatch, small_task(horizon=3))
+    out = tmp_path / "r.json"
+    res = invoke("double-integrator", "--horizon", 2, "--directions", 12, "--samples", 5, "--sets", "backup", "--out", out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["sets"] == "backup" and set(data["families"]) == {"backup_inner", "backup_outer"}
+    assert data["maximal_control_invariant"] is None and data["all_claims_hold"]
+    assert not any("controll" in c["name"] for c in data["claims"])
+    assert "controllable sets and C_∞: not computed" in res.output and "controlled_inner" not in res.output
+
+
+@pytest.mark.slow
+def test_reach_of_the_4d_cart_pole_finishes_with_the_backup_sets():
+    # `scpo reach cart-pole` (n = 4, sets auto → backup): every claim holds; the backup's Gilbert–Tan
+    # iteration terminates (12 steps, measured by this session's run) and S lies in R_T(T_out)
+    res = invoke("cart-pole", "--horizon", 30, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "controllable sets and C_∞: not computed" in res.output and "terminated after 12 step(s)" in res.output
+    assert "outside R_T(T_out): 0" in res.output and "FAILS" not in res.output
 
 
 def test_a_run_of_another_task_is_refused(tmp_path):
@@ -123,8 +148,9 @@ def test_a_run_of_another_task_is_refused(tmp_path):
     assert res.exit_code == 2 and "--run: expected a run of task 'double-integrator', got a run of task 'regression'" in res.output, res.output
 
 
-def test_plot_of_a_three_state_task_is_refused(tmp_path):
-    # a chain of three integrators: the sets are computed in 3-D, but the figure draws 2-D sets
+@pytest.mark.slow
+def test_plot_of_a_three_state_task_shows_projections_and_sections(tmp_path):
+    # a chain of three integrators: the sets are computed in 3-D and drawn as 2-D projections and sections
     dt = 0.2
     A = np.array([[1, dt, dt * dt / 2], [0, 1, dt], [0, 0, 1.0]])
     B = np.array([[dt**3 / 6], [dt * dt / 2], [dt]])
@@ -132,10 +158,14 @@ def test_plot_of_a_three_state_task_is_refused(tmp_path):
     lqr = dlqr(A, B, np.eye(3), np.eye(1))
     gamma = terminal_level(lqr.P, lqr.K, s.Hx, s.hx, s.Hu, s.hu)
     problem = ClosedLoopProblem(system=s, K=lqr.K, horizon=3, P=lqr.P, gamma=gamma)
-    task = types.SimpleNamespace(name="chain", problem=problem, device=torch.device("cpu"), safety_states=np.zeros((1, 3)))
+    # one grid state at a corner of the box, outside S and outside every set (the comparisons hold trivially)
+    task = types.SimpleNamespace(name="chain", problem=problem, device=torch.device("cpu"),
+                                 safety_grid=lambda: (np.array([[0.99, 0.99, 0.99]]), np.array([False])))
     lines = []
-    assert reach_cli.reach_task(task, 2, plot=tmp_path / "x.png", echo=lines.append) == 2
-    assert not (tmp_path / "x.png").exists() and not lines
+    png = tmp_path / "x.png"
+    code = reach_cli.reach_task(task, 2, plot=png, directions=12, samples=5, sets="backup", echo=lines.append)
+    assert code == 0, lines
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000 and f"  wrote {png}" in lines
 
 
 @pytest.mark.slow

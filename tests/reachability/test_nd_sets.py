@@ -87,7 +87,7 @@ def test_the_3d_chain_inner_target_is_tight_enough_for_its_one_step_set():
 
 def _cart_pole_sets(horizon):
     torch.set_num_threads(1)
-    task = CartPoleTask(CartPoleConfig(horizon=horizon, grid=3, n_samples=4, hidden=(4,)))
+    task = CartPoleTask(CartPoleConfig(horizon=horizon, grid=3, safety_samples=0, n_samples=4, hidden=(4,)))
     pb = task.problem
     inner, _ = terminal_targets(pb.system, pb.K, pb.P, pb.gamma, directions=32)
     return pb, inner.polytope, backward_reachable_sets(inner.polytope, pb.system, horizon, K=pb.K)

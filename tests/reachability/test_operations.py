@@ -62,3 +62,26 @@ def test_hull_projection_equals_block_elimination():
     a = project(P, [0, 2, 3], method="elimination")
     b = project(P, [0, 2, 3], method="hull")
     assert equals(a, b) and a.n_rows == b.n_rows
+
+
+def test_hull_projection_of_a_nearly_degenerate_4d_set_retries_qhull(caplog):
+    # the (x, u) polytope of the cart-pole's 6th controlled Pre step (its 5-step controllable set of
+    # T_in lifted, 797 rows in R^5, saved by the session that found it): Qhull's half-space
+    # intersection refuses it with its default merging ("wide merge … dupridge"), the retry with Q12
+    # succeeds. Reference: cddlib's own vertex enumeration of the same rows, projected.
+    from pathlib import Path
+
+    data = np.load(Path(__file__).parent / "data" / "cartpole_lifted_R5.npz")
+    P = Polytope(H=data["H"], h=data["h"])
+    with caplog.at_level("DEBUG", logger="scpo.reachability.polytope"):
+        Q = project(P, 4, method="hull")
+    assert "failed with options None" in caplog.text and "Q12" not in caplog.text.split("failed with options None")[1]
+    # reference: HiGHS LPs on P itself, h_proj(d) = max{(d, 0)·z : z ∈ P}. Every facet of the result
+    # supports the projection (offset = its support, to 1e-8: Qhull's nearly degenerate vertices), and
+    # in random directions the result reaches no further than the projection (no facet missing)
+    lifted = lambda d: support(P, np.concatenate([d, [0.0]]))  # noqa: E731
+    assert max(abs(lifted(a) - b) for a, b in zip(Q.H, Q.h)) <= 1e-8
+    rng = np.random.default_rng(0)
+    for d in rng.standard_normal((50, 4)):
+        assert support(Q, d) == pytest.approx(lifted(d), abs=1e-7 * np.linalg.norm(d))
+    assert Q.n_rows == 1268  # the facet count of the step as run (progress line of `backward_reachable_sets`)

@@ -261,3 +261,21 @@ def test_bad_input_is_refused_with_clear_errors():
         bounding_box(empty(2))
     with pytest.raises(InvalidInputError, match="expected a Polytope"):
         contains(box([0], [1]), np.eye(1))
+
+
+def test_uniform_points_of_a_triangle_have_its_centroid_and_stay_inside():
+    # reference: the centroid of a triangle is the mean of its vertices, and the first coordinate of a
+    # uniform point of T = {x ≥ 0, y ≥ 0, x + y ≤ 1} has variance 1/18 (closed forms)
+    from scpo.reachability.polytope import uniform_points
+
+    T = Polytope(H=np.array([[-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]]), h=np.array([0.0, 0.0, 1.0]))
+    x = uniform_points(T, 40_000, np.random.default_rng(0))
+    assert x.shape == (40_000, 2) and np.all(T.residual(x) <= 0)
+    se = np.sqrt(1 / 18 / 40_000)
+    assert np.all(np.abs(x.mean(axis=0) - 1 / 3) <= 4 * se)
+    assert x[:, 0].var() == pytest.approx(1 / 18, rel=0.03)
+    with pytest.raises(InvalidInputError, match="non-empty"):
+        uniform_points(Polytope(H=np.array([[1.0], [-1.0]]), h=np.array([-1.0, 0.0])), 5, np.random.default_rng(0))
+    with pytest.raises(InvalidInputError, match="fills too little"):
+        thin = Polytope(H=np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]), h=np.array([1e-6, 1e-6, 1.0, 1.0]))
+        uniform_points(thin, 1000, np.random.default_rng(0), max_draws=100_000)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scpo.errors import InvalidInputError, ShapeError
-from scpo.reachability import ReachReport, linear_reach, report_data, residual_policy_map
+from scpo.reachability import ReachReport, linear_reach, report_data, residual_policy_map, resolve_sets
 from scpo.reachability.claims import FAMILY_NAMES
 from scpo.systems import ClosedLoopProblem
 from scpo.tasks.double_integrator import DoubleIntegratorConfig, DoubleIntegratorTask
@@ -30,7 +30,9 @@ def small():
     return task, report
 
 
-ADDED_SINCE = ("fixed_point", "fixed_point_statement", "from_k")  # keys added by issue 14 (the fixed point, k₀ of X_f ⊆ R_k)
+# keys added by issue 14 (the fixed point, k₀ of X_f ⊆ R_k, whether S was restricted to a declared region)
+ADDED_SINCE = ("fixed_point", "fixed_point_statement", "from_k", "restricted_to_domain")
+ADDED_AT_TOP = ("sets", "sets_statement")  # top-level keys added by issue 14 (which families were computed)
 
 
 def _strip(x):
@@ -62,7 +64,8 @@ def test_the_report_has_the_numbers_and_keys_of_before_the_redesign(small):
     # horizon, targets, samples, grid and θ (see the file's "source"); only timings are left out.
     _, report = small
     ref = json.loads(REFERENCE.read_text(encoding="utf-8"))["report"]
-    _assert_same(ref, _strip(json.loads(json.dumps(report.data, default=str))))
+    new = {k: v for k, v in report.data.items() if k not in ADDED_AT_TOP}
+    _assert_same(ref, _strip(json.loads(json.dumps(new, default=str))))
 
 
 def test_the_report_is_a_result_type_with_the_stored_sets(small):
@@ -95,3 +98,57 @@ def test_bad_input_is_refused_before_any_set_is_computed(small):
         linear_reach(p, 2, grid_states=G[:, :1], in_S=S)
     with pytest.raises(InvalidInputError, match="horizon: expected an integer >= 1"):
         linear_reach(p, 0, grid_states=G, in_S=S)
+    with pytest.raises(InvalidInputError, match="sets: expected one of auto, all, backup, got 'some'"):
+        linear_reach(p, 2, grid_states=G, in_S=S, sets="some")
+    with pytest.raises(InvalidInputError, match="sets: the learned policy's set is compared with the controllable sets"):
+        linear_reach(p, 2, grid_states=G, in_S=S, sets="backup", learned=residual_policy_map(task.policy, np.zeros(task.dim)))
+
+
+def test_auto_leaves_out_the_controllable_sets_from_four_states_on():
+    assert [resolve_sets("auto", n) for n in (1, 2, 3, 4, 6)] == ["all", "all", "all", "backup", "backup"]
+    assert resolve_sets("all", 4) == "all" and resolve_sets("backup", 2) == "backup"
+
+
+def test_a_backup_only_report_has_the_backup_sets_and_claims_of_the_full_one(small):
+    # Reference: the full report of the same problem (fixture `small`), whose backup families, O_∞ and
+    # the claims about them do not depend on the controllable sets: the same rows and verdicts
+    task, full = small
+    report = linear_reach(
+        task.problem, 2, grid_states=task.grid_states, in_S=task.in_safety_region, name=task.name, directions=12, samples=5,
+        sets="backup",
+    )
+    assert report.sets == "backup" and full.sets == "all" and report.control_invariant is None
+    assert set(report.families) == {"backup_inner", "backup_outer"}
+    for name, fam in report.families.items():
+        for P, Q in zip(fam.sets, full.families[name].sets, strict=True):
+            np.testing.assert_array_equal(P.H, Q.H)
+            np.testing.assert_array_equal(P.h, Q.h)
+    np.testing.assert_array_equal(report.mpi.polytope.H, full.mpi.polytope.H)
+    left_out = {"backup_inside_controllable", "controllable_sets_nested", "inside_control_invariant",
+                "learned_set_inside_controllable_set"} | {c.name for c in full.claims if c.name.startswith("independent_check_controlled")}
+    expected = [(c.name, c.holds) for c in full.claims if c.name not in left_out]
+    assert [(c.name, c.holds) for c in report.claims] == expected and report.ok
+    d = json.loads(json.dumps(report.data, default=str))
+    assert d["sets"] == "backup" and d["maximal_control_invariant"] is None and "not computed" in d["sets_statement"]
+    assert set(d["families"]) == {"backup_inner", "backup_outer"} and "control_invariant" not in report.seconds
+
+
+def test_the_coverage_claim_of_a_restricted_safety_region_is_about_its_domain(small):
+    # S = grid states strictly inside R_T(T_in) and inside the box |x| ≤ 0.3 (a stand-in for the
+    # declared region C): without the domain the coverage claim fails (states of R_T(T_in) outside
+    # the box are not in S), with it it holds; the reference is the definition of S itself
+    from scpo.reachability.comparisons import safety_region_comparison
+    from scpo.reachability.polytope import box
+
+    task, report = small
+    T, G = report.task_horizon, task.grid_states
+    R = report.families["backup_inner"].sets[T]
+    dom = box([-0.3, -0.3], [0.3, 0.3])
+    in_S = (R.residual(G) <= 0) & (dom.residual(G) <= 0)
+    assert in_S.any() and ((R.residual(G) < -1e-6) & ~in_S).any()
+    plain = safety_region_comparison(report.families, T, G, in_S)
+    restricted = safety_region_comparison(report.families, T, G, in_S, domain=dom)
+    cover = {c.name: c for c in plain.claims}["inner_set_grid_states_in_safety_region"]
+    assert not cover.holds and cover.details["not_in_S"] > 0
+    cover = {c.name: c for c in restricted.claims}["inner_set_grid_states_in_safety_region"]
+    assert cover.holds and "declared region C" in cover.statement and restricted.data["restricted_to_domain"]

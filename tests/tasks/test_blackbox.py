@@ -57,6 +57,11 @@ def test_train_module_factory_then_report_and_audit(gym_example, tmp_path, monke
     assert all(c["level"] != "sound" for c in base["claims"])
     rep = runner.invoke(app, ["report", str(run)])
     assert rep.exit_code == 0, rep.output
+    # the report names where the rows come from and their level at the top of the page
+    (md,) = run.rglob("report.md")
+    text = md.read_text(encoding="utf-8")
+    assert "Constraint rows: from " + config["policy"]["constraint_source"]["evaluator"] in text
+    assert "**[evaluated]**. Every safety statement about them holds at the rollouts the evaluator ran" in text
     aud = runner.invoke(app, ["audit", str(run)])  # the run names user code: the audit imports it only when asked
     assert aud.exit_code == 2 and "--allow-task-code" in aud.output, aud.output
     aud = runner.invoke(app, ["audit", str(run), "--allow-task-code"])

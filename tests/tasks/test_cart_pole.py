@@ -30,7 +30,7 @@ def test_the_linearisation_is_the_jacobian_of_the_gymnasium_equations_at_upright
 
 def test_the_task_discretises_by_zoh_and_its_expert_leaves_the_constraints():
     torch.set_num_threads(1)
-    task = CartPoleTask(CartPoleConfig(grid=5, horizon=20, n_samples=32, hidden=(4,)))
+    task = CartPoleTask(CartPoleConfig(safety_samples=64, horizon=20, n_samples=32, hidden=(4,)))
     A, B = cart_pole_continuous()
     E = scipy.linalg.expm(np.block([[A, B], [np.zeros((1, 5))]]) * 0.05)  # ZOH by the block exponential
     np.testing.assert_allclose(task.system.A, E[:4, :4], atol=1e-12)
@@ -40,3 +40,16 @@ def test_the_task_discretises_by_zoh_and_its_expert_leaves_the_constraints():
     box = np.array([2.4, 2.0, 0.2094, 2.0])
     assert np.mean(np.any(np.abs(X) > box, axis=(1, 2))) > 0.5  # the expert leaves X from most states of S
     assert np.all(task.constraints(task.theta0[None]) <= 0)  # the backup does not
+    # S is drawn from the exact 4-D polytope C (the declared region): 64 states inside it, each one
+    # kept by the backup's rollouts; reference: a plain numpy loop of u = Kx, the box and X_f
+    C = task.declared_region().polytope
+    assert task.grid_states.shape == (64, 4) and np.all(C.residual(task.grid_states) <= 0)
+    assert task.safety_states.shape == (64, 4) and "exact backward reachable polytope C" in task.report_paragraphs()[0]
+    Ad, Bd, K = task.system.A, task.system.B, task.K
+    for x in task.safety_states:
+        for _ in range(20):
+            u = K @ x
+            assert abs(u[0]) <= 10.0
+            x = Ad @ x + Bd @ u
+            assert np.all(np.abs(x) <= box)
+        assert x @ task.P @ x <= task.gamma

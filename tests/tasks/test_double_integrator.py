@@ -133,3 +133,16 @@ def test_cuda_request_without_a_gpu_is_a_clear_error():
         pytest.skip("a GPU is present: the missing-GPU error cannot occur")
     with pytest.raises(ConfigError, match="device: 'cuda' requested but torch.cuda.is_available"):
         DoubleIntegratorConfig(device="cuda")
+
+
+def test_the_safety_grid_domain_is_the_declared_region_s_was_restricted_to(task):
+    # S = grid states of the backup's safety region inside C (rows_in_region, what sound training
+    # sets): the domain `scpo reach` checks S's coverage in is C itself; unrestricted, there is none
+    import dataclasses
+
+    assert not task.config.rows_in_region and task.safety_grid_domain() is None
+    inside = DoubleIntegratorTask(dataclasses.replace(SMALL, rows_in_region=True), seed=0)
+    dom = inside.safety_grid_domain()
+    assert dom is inside.declared_region().polytope
+    assert np.all(dom.residual(inside.safety_states) <= 0)
+    assert inside.safety_states.shape[0] < task.safety_states.shape[0]  # the margin ε = 0.01 drops boundary states

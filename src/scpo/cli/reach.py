@@ -1,6 +1,6 @@
 """``scpo reach``: exact backward reachable and invariant sets of a linear task, as JSON and PNG.
 
-``scpo reach TASK --horizon N [--run RUN] [--out FILE] [--plot FILE]``
+``scpo reach TASK --horizon N [--sets auto|all|backup] [--run RUN] [--out FILE] [--plot FILE]``
 
 ``TASK`` is any registered task whose closed-loop problem has a terminal set ``X_f``; with
 ``--run`` the task is rebuilt from the run's ``config.json`` and its last checkpoint adds the
@@ -34,7 +34,7 @@ def _num(value: Any, fmt: str = ".4f") -> str:
 
 def _set_lines(d: dict[str, Any], N: int) -> list[str]:
     fams = d["families"]
-    order = ("backup_inner", "backup_outer", "controlled_inner", "controlled_outer")
+    order = [f for f in ("backup_inner", "backup_outer", "controlled_inner", "controlled_outer") if f in fams]
     lines = ["  exact sets R_k (facets / area)", "     k " + "".join(f"{name:>22}" for name in order)]
     ks = list(range(N + 1)) if N <= 10 else sorted(set(list(range(0, N + 1, max(1, N // 10))) + [N]))
     for k in ks:
@@ -81,15 +81,18 @@ def summary(report: Any) -> str:
         f"  O_∞ of the backup (Gilbert–Tan): {'terminated' if m['converged'] else 'NOT terminated'} after {m['steps']} step(s), "
         f"{m['facets']} facets, area {m['area']:.4f}"
     )
-    lines.append(
-        f"  C_∞ (maximal control invariant): {'terminated' if c['converged'] else 'NOT terminated'} after {c['steps']} step(s), "
-        f"{c['facets']} facets, area {c['area']:.4f}" + ("" if c["converged"] else f" — {c['message']}")
-    )
+    if c is None:
+        lines.append(f"  controllable sets and C_∞: not computed — {d['sets_statement']}")
+    else:
+        lines.append(
+            f"  C_∞ (maximal control invariant): {'terminated' if c['converged'] else 'NOT terminated'} after {c['steps']} step(s), "
+            f"{c['facets']} facets, area {c['area']:.4f}" + ("" if c["converged"] else f" — {c['message']}")
+        )
     s = d["safety_region"]
     lines.append(
         f"  task's safety region S: {s['states_in_S']} of {s['grid_states']} grid states; outside R_T(T_out): "
         f"{s['S_states_outside_outer_set']}, outside R_T(T_in): {s['S_states_outside_inner_set']} "
-        f"(grid area estimate {s['fraction_of_grid_in_S_times_box_area']:.4f} vs exact {s['exact_area_R_T_inner']:.4f}"
+        f"(grid area estimate {_num(s['fraction_of_grid_in_S_times_box_area'])} vs exact {s['exact_area_R_T_inner']:.4f}"
         f"…{s['exact_area_R_T_outer']:.4f})"
     )
     if d["learned"] is not None:
@@ -100,11 +103,16 @@ def summary(report: Any) -> str:
     return "\n".join(lines)
 
 
-def _check_options(horizon: int, directions: int, grid: int, samples: int, out: Path | None, plot: Path | None) -> int:
+def _check_options(
+    horizon: int, directions: int, grid: int, samples: int, out: Path | None, plot: Path | None, sets: str = "auto"
+) -> int:
     from .._validate import check_int
     from ..errors import InvalidInputError
+    from ..reachability import SET_CHOICES
 
     horizon = check_int("horizon", horizon, minimum=1, maximum=1000)
+    if sets not in SET_CHOICES:
+        raise InvalidInputError(f"--sets: expected one of {', '.join(SET_CHOICES)}, got {sets!r}")
     for name, val in (("directions", directions), ("grid", grid), ("samples", samples)):
         check_int(name, val, minimum=1)
     from .._io import check_output_dir
@@ -128,6 +136,8 @@ def _write(report: Any, *, run: Path | None, out: Path | None, plot: Path | None
         from ..reachability.plot import report_figure
 
         title = f"{report.name}: backward reachable sets of T_in ⊆ X_f, k = 0…{report.horizon} (exact)"
+        if report.problem.n != 2:
+            title = f"{report.name}: exact {report.problem.n}-D sets, N = {report.horizon}"
         save(report_figure(report, title=title), Path(plot))
         echo(f"  wrote {plot}")
 
@@ -143,6 +153,7 @@ def reach_task(
     directions: int = 32,
     grid: int = 100,
     samples: int = 100,
+    sets: str = "auto",
     progress: Callable[[dict[str, Any]], None] | None = None,
     echo: Callable[[str], None] = typer.echo,
 ) -> int:
@@ -161,13 +172,16 @@ def reach_task(
     out : Path, optional
         JSON report, written atomically.
     plot : Path, optional
-        PNG figure (2-D problems only).
+        PNG figure (2-D: the sets; ``n ≥ 3``: their 2-D projections and sections).
     directions : int
         Tangent directions of the targets around ``X_f``.
     grid : int
         Grid points per axis of the learned set.
     samples : int
         Random states per independent membership check.
+    sets : {"auto", "all", "backup"}
+        Which sets (:func:`scpo.reachability.resolve_sets`): ``"auto"`` leaves the controllable
+        sets out for ``n ≥ 4``.
     progress : callable, optional
         Called after every set step.
     echo : callable
@@ -178,24 +192,29 @@ def reach_task(
     int
         0 every claim holds, 1 a claim failed, 2 bad input.
     """
-    from ..errors import InvalidInputError, ScpoError, UnsupportedError
-    from ..reachability import linear_reach, residual_policy_map
+    from ..errors import InvalidInputError, ScpoError
+    from ..reachability import linear_reach, resolve_sets, residual_policy_map
 
     try:
-        horizon = _check_options(horizon, directions, grid, samples, out, plot)
+        horizon = _check_options(horizon, directions, grid, samples, out, plot, sets)
         problem = task.problem
         if not problem.has_terminal:
             raise InvalidInputError(
                 f"task: expected a task whose problem has a terminal set X_f = {{xᵀPx ≤ γ}} (scpo reach computes its "
                 f"backward reachable sets), got {task.name!r}, which has none"
             )
-        if plot is not None and problem.n != 2:
-            raise UnsupportedError(f"--plot: the figure draws 2-D sets, got task {task.name!r} with {problem.n} states")
+        chosen = resolve_sets(sets, problem.n)
+        if theta is not None and chosen == "backup":
+            raise InvalidInputError(
+                f"--run: the learned policy's set is compared with the controllable sets, which --sets {sets} leaves out for "
+                f"task {task.name!r} (n = {problem.n}); pass --sets all, or leave out --run"
+            )
         grid_states, in_S = task.safety_grid()
         learned = None if theta is None else residual_policy_map(task.policy, theta, device=task.device)
         report = linear_reach(
             problem, horizon, grid_states=grid_states, in_S=in_S, learned=learned, name=task.name, directions=directions,
-            grid=grid, samples=samples, device=task.device, progress=progress,
+            grid=grid, samples=samples, device=task.device, progress=progress, sets=chosen,
+            safety_domain=task.safety_grid_domain() if hasattr(task, "safety_grid_domain") else None,
         )
         echo(summary(report))
         _write(report, run=run, out=out, plot=plot, echo=echo)
@@ -243,22 +262,29 @@ def reach(
     horizon: Annotated[int, typer.Option("--horizon", help="N: compute the 0…N-step sets.")] = 30,
     run: Annotated[Optional[Path], typer.Option("--run", help="Run directory: use its task and add the learned policy's grid set.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="JSON file for the sets (H-representation) and claims.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG file with the nested sets (2-D tasks).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG file with the nested sets (n ≥ 3: 2-D projections and sections).")] = None,
     directions: Annotated[int, typer.Option("--directions", help="Tangent directions of the polytopes around X_f.")] = 32,
     grid: Annotated[int, typer.Option("--grid", help="Grid points per axis of the learned policy's set.")] = 100,
     samples: Annotated[int, typer.Option("--samples", help="Random states per independent membership check.")] = 100,
+    sets: Annotated[
+        str,
+        typer.Option(
+            "--sets", metavar="auto|all|backup",
+            help="all: the backup's and the controllable sets; backup: the backup's sets and O_∞ only; auto: all for n ≤ 3, backup above.",
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", metavar="", help="No per-step progress lines.")] = False,
 ) -> None:
     """Exact backward reachable and invariant sets of a linear task, with checks and a plot (exit 0 all claims hold, 1 a claim failed, 2 bad input)."""
     from ..errors import ScpoError
 
     try:
-        _check_options(horizon, directions, grid, samples, out, plot)
+        _check_options(horizon, directions, grid, samples, out, plot, sets)
         task_obj, theta = load_reach_task(task, run)
     except ScpoError as exc:
         raise fail(exc) from None
     code = reach_task(
         task_obj, horizon, theta=theta, run=run, out=out, plot=plot, directions=directions, grid=grid, samples=samples,
-        progress=None if quiet else _progress,
+        sets=sets, progress=None if quiet else _progress,
     )
     raise typer.Exit(code)

@@ -13,6 +13,7 @@ Public names::
     learned_grid_set, grid_set, policy_rows, residual_policy_map, state_box, GridSet
                                              the learned closed loop's grid estimate
     linear_reach, ReachReport, report_data   the full report used by ``scpo reach``
+    resolve_sets, SET_CHOICES                which families ``sets="auto"`` computes
     report_figure, reach_figure              its 2-D figure
 
 Inputs are a :class:`scpo.systems.ClosedLoopProblem` and plain arrays; nothing here knows which
@@ -39,7 +40,7 @@ from .polytope import (
     support,
     vertices,
 )
-from .report import ReachReport, linear_reach, report_data
+from .report import SET_CHOICES, ReachReport, linear_reach, report_data, resolve_sets
 from .sets import (
     InvariantSet,
     ReachableSets,
@@ -75,6 +76,8 @@ __all__ = [
     "grid_set",
     "learned_grid_set",
     "linear_reach",
+    "resolve_sets",
+    "SET_CHOICES",
     "maximal_control_invariant",
     "maximal_positively_invariant",
     "membership_agreement",

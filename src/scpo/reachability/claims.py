@@ -145,11 +145,13 @@ def exact_inclusion_claims(
     problem : ClosedLoopProblem
         Provides ``X_f = {xᵀPx ≤ γ}``.
     families : mapping of name -> ReachableSets
-        The four :data:`FAMILY_NAMES`, each with at least ``N + 1`` sets.
+        The :data:`FAMILY_NAMES` computed (``backup_inner`` and ``backup_outer`` at least), each
+        with at least ``N + 1`` sets.
     mpi : InvariantSet
         The backup's maximal positively invariant set ``O_∞``.
-    control_invariant : InvariantSet
-        The maximal control-invariant set ``C_∞`` (claims about it only when it converged).
+    control_invariant : InvariantSet or None
+        The maximal control-invariant set ``C_∞`` (claims about it only when it converged;
+        ``None`` when it was not computed).
     horizon : int
         ``N``.
     tol : float
@@ -160,11 +162,12 @@ def exact_inclusion_claims(
     list of Claim
         ``backup_sets_nested, backup_sets_contain_Xf, backup_inside_controllable,
         controllable_sets_nested, mpi_converged, mpi_contains_Xf, backup_sets_inside_mpi`` and,
-        when ``C_∞`` converged, ``inside_control_invariant``.
+        when ``C_∞`` converged, ``inside_control_invariant``; without the controllable families
+        the two claims about them are left out.
     """
     P, gamma, N = problem.P, problem.gamma, horizon
     bi, bo = families["backup_inner"].sets, families["backup_outer"].sets
-    ci, co = families["controlled_inner"].sets, families["controlled_outer"].sets
+    controlled = "controlled_inner" in families and "controlled_outer" in families
     ks, all_k = range(1, N + 1), range(N + 1)
     O = mpi.polytope
     claims = [
@@ -175,26 +178,32 @@ def exact_inclusion_claims(
             tol,
         ),
         _contain_Xf_claim(P, gamma, bi, N),
-        inclusion_claim(
-            "backup_inside_controllable",
-            f"R_k^backup(T) ⊆ R_k^controllable(T) for k = 0…{N} and T ∈ {{T_in, T_out}}",
-            [(f"inner k={k}", bi[k], ci[k]) for k in all_k] + [(f"outer k={k}", bo[k], co[k]) for k in all_k],
-            tol,
-        ),
-        inclusion_claim(
-            "controllable_sets_nested",
-            f"R_{{k−1}} ⊆ R_k for k = 1…{N}: the controllable sets of T_in are nested",
-            [(f"k={k}", ci[k - 1], ci[k]) for k in ks],
-            tol,
-        ),
+    ]
+    if controlled:
+        ci, co = families["controlled_inner"].sets, families["controlled_outer"].sets
+        claims += [
+            inclusion_claim(
+                "backup_inside_controllable",
+                f"R_k^backup(T) ⊆ R_k^controllable(T) for k = 0…{N} and T ∈ {{T_in, T_out}}",
+                [(f"inner k={k}", bi[k], ci[k]) for k in all_k] + [(f"outer k={k}", bo[k], co[k]) for k in all_k],
+                tol,
+            ),
+            inclusion_claim(
+                "controllable_sets_nested",
+                f"R_{{k−1}} ⊆ R_k for k = 1…{N}: the controllable sets of T_in are nested",
+                [(f"k={k}", ci[k - 1], ci[k]) for k in ks],
+                tol,
+            ),
+        ]
+    claims.append(
         Claim(
             "mpi_converged",
             "the Gilbert–Tan iteration for the backup's maximal positively invariant set O_∞ in X_cl terminated",
             Level.EXACT,
             mpi.converged,
             {"steps": mpi.steps, "max_steps": mpi.max_steps, "message": mpi.message, "facets": O.n_rows},
-        ),
-    ]
+        )
+    )
     ok_m, w_m = ellipsoid_in_polytope(P, gamma, O)
     claims.append(
         Claim(
@@ -213,7 +222,7 @@ def exact_inclusion_claims(
             tol,
         )
     )
-    if control_invariant.converged:
+    if controlled and control_invariant is not None and control_invariant.converged:
         C = control_invariant.polytope
         claims.append(
             inclusion_claim(
@@ -250,7 +259,7 @@ def independent_check_claims(
     problem : ClosedLoopProblem
         Provides the system and ``K``.
     families : mapping of name -> ReachableSets
-        The four :data:`FAMILY_NAMES`.
+        The :data:`FAMILY_NAMES` computed; each is checked.
     targets : mapping of {"inner", "outer"} -> TerminalTarget
         The targets of the families.
     horizon : int
@@ -267,7 +276,7 @@ def independent_check_claims(
     """
     check_ks = sorted({max(1, horizon // 3), horizon})
     claims = []
-    for fam in FAMILY_NAMES:
+    for fam in (f for f in FAMILY_NAMES if f in families):
         target = targets[fam.split("_")[1]].polytope
         K = problem.K if fam.startswith("backup") else None
         fp = families[fam].fixed_point

@@ -27,6 +27,7 @@ from ..evidence import Claim, Level
 from ..numerics import BOUNDARY_TOL
 from .exact import exact_area_or_nan
 from .learned import GridSet, grid_area, grid_containment_claim
+from .polytope import Polytope
 from .sets import ReachableSets
 
 __all__ = ["Comparison", "safety_region_comparison", "learned_comparison"]
@@ -48,7 +49,11 @@ class Comparison:
 
 
 def safety_region_comparison(
-    families: Mapping[str, ReachableSets], task_horizon: int, grid_states: np.ndarray, in_S: np.ndarray
+    families: Mapping[str, ReachableSets],
+    task_horizon: int,
+    grid_states: np.ndarray,
+    in_S: np.ndarray,
+    domain: Polytope | None = None,
 ) -> Comparison:
     """The grid safety region ``S`` against the backup's exact ``T``-step sets.
 
@@ -62,6 +67,9 @@ def safety_region_comparison(
         The grid on which ``S`` was decided.
     in_S : ndarray of bool, shape (G,)
         Which grid states are in ``S``.
+    domain : Polytope, optional
+        The set ``S`` was restricted to (e.g. a declared region ``C``): the coverage claim is then
+        about the grid states strictly inside both ``R_T(T_in)`` and ``domain``.
 
     Returns
     -------
@@ -85,15 +93,22 @@ def safety_region_comparison(
         brs_out,
     )
     strictly_in = brs_in.residual(grid_states) <= -BOUNDARY_TOL
+    if domain is not None:
+        strictly_in &= domain.residual(grid_states) <= -BOUNDARY_TOL
     missing = strictly_in & ~in_S
     covered_claim = Claim(
         "inner_set_grid_states_in_safety_region",
-        f"every task grid state strictly inside the exact backup set R_T(T_in) ⊆ R_T(X_f) (T = {T}) is in S",
+        f"every task grid state strictly inside the exact backup set R_T(T_in) ⊆ R_T(X_f) (T = {T})"
+        + (" and strictly inside the polytope S was restricted to (the declared region C)" if domain is not None else "")
+        + " is in S",
         Level.EVALUATED,
         not missing.any(),
         {"grid_states_strictly_inside": int(strictly_in.sum()), "not_in_S": int(missing.sum()), "examples": grid_states[missing][:10].tolist()},
     )
     box_area = float(np.prod(np.ptp(grid_states, axis=0)))
+    # the box-share estimate of S's area needs a full grid over the box; states sampled elsewhere
+    # (e.g. inside a polytope) say nothing about the box
+    full_grid = int(np.prod([np.unique(col).size for col in grid_states.T])) == grid_states.shape[0]
     data = {
         "level": Level.EVALUATED.value,
         "grid_states": int(grid_states.shape[0]),
@@ -101,7 +116,8 @@ def safety_region_comparison(
         "S_states_outside_inner_set": int((brs_in.residual(S) > BOUNDARY_TOL).sum()),
         "S_states_outside_outer_set": int((brs_out.residual(S) > BOUNDARY_TOL).sum()),
         "note": "S states outside R_T(T_in) are expected near its boundary (T_in is strictly inside X_f); none may lie outside R_T(T_out)",
-        "fraction_of_grid_in_S_times_box_area": box_area * S.shape[0] / grid_states.shape[0],
+        "restricted_to_domain": domain is not None,
+        "fraction_of_grid_in_S_times_box_area": box_area * S.shape[0] / grid_states.shape[0] if full_grid else None,
         "exact_area_R_T_inner": exact_area_or_nan(brs_in),
         "exact_area_R_T_outer": exact_area_or_nan(brs_out),
     }

@@ -1,4 +1,5 @@
-"""Figures of 2-D reachable sets (``matplotlib.figure.Figure`` with the Agg canvas, no pyplot)."""
+"""Figures of reachable sets (``matplotlib.figure.Figure`` with the Agg canvas, no pyplot): the 2-D
+sets themselves, and 2-D projections and sections of ``n``-D sets (:func:`projections_figure`)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as PolygonPatch
 
-from ..errors import ShapeError
+from ..errors import InvalidInputError, ShapeError
 from .learned import GridSet
-from .polytope import Polytope, bounding_box, vertices
+from .polytope import Polytope, bounding_box, is_empty, project, slice_at, vertices
 
 if TYPE_CHECKING:
     from .report import ReachReport
 
-__all__ = ["ellipse_points", "draw_polytope", "reach_figure", "report_figure"]
+__all__ = ["ellipse_points", "draw_polytope", "reach_figure", "report_figure", "projections_figure", "coordinate_pairs"]
 
 
 def ellipse_points(P: np.ndarray, gamma: float, count: int = 400) -> np.ndarray:
@@ -166,6 +167,109 @@ def reach_figure(
     return fig
 
 
+def coordinate_pairs(n: int) -> list[tuple[int, int]]:
+    """The coordinate pairs a projections figure shows: all ``n(n−1)/2`` for ``n ≤ 4``, else ``(i, i+1)``.
+
+    Parameters
+    ----------
+    n : int
+        ``≥ 2``.
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    if n < 2:
+        raise InvalidInputError(f"n: expected at least 2 coordinates to pair, got {n}")
+    if n <= 4:
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    return [(i, i + 1) for i in range(n - 1)]
+
+
+def projections_figure(
+    sets: Sequence[tuple[str, Polytope]],
+    *,
+    state_box: Polytope,
+    points: np.ndarray | None = None,
+    points_label: str = "",
+    at: np.ndarray | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    state_names: Sequence[str] | None = None,
+    title: str = "",
+) -> Figure:
+    """2-D projections (filled) and sections through ``at`` (dashed outline) of ``n``-D polytopes.
+
+    For a pair ``(i, j)`` the projection is ``{(x_i, x_j) : x ∈ R}``
+    (:func:`~scpo.reachability.polytope.project`) and the section is ``{(x_i, x_j) : x ∈ R,
+    x_k = at_k for k ∉ {i, j}}`` (:func:`~scpo.reachability.polytope.slice_at`); the section lies
+    inside the projection.
+
+    Parameters
+    ----------
+    sets : sequence of (str, Polytope)
+        Labelled bounded polytopes in ``Rⁿ``, drawn in order (the first one lowest: put the largest first).
+    state_box : Polytope
+        ``X``: its projections are outlined and fix the axes.
+    points : ndarray, shape (S, n), optional
+        States to scatter (projected), e.g. the task's ``S``.
+    points_label : str
+    at : ndarray, shape (n,), optional
+        The point the sections go through (default the origin, the backup's equilibrium).
+    pairs : sequence of (int, int), optional
+        Default :func:`coordinate_pairs`.
+    state_names : sequence of str, optional
+        Axis labels (default ``x0 … x{n−1}``).
+    title : str
+
+    Returns
+    -------
+    Figure
+        One panel per pair.
+    """
+    if not sets:
+        raise InvalidInputError("sets: expected at least one polytope to draw, got none")
+    n = state_box.dim
+    for label, P in sets:
+        if P.dim != n:
+            raise ShapeError(f"sets: {label!r} has dimension {P.dim}, expected {n} (that of state_box)")
+    pairs = coordinate_pairs(n) if pairs is None else [(int(i), int(j)) for i, j in pairs]
+    at = np.zeros(n) if at is None else np.asarray(at, dtype=float).reshape(n)
+    names = list(state_names) if state_names is not None else [f"x{k}" for k in range(n)]
+    cols = min(3, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig = Figure(figsize=(4.6 * cols, 4.2 * rows + 0.9))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    cmap = colormaps["tab10"]
+    for ax, (i, j) in zip(axes, pairs):
+        draw_polytope(ax, project(state_box, [i, j]), fill=False, edgecolor="k", lw=1.2, label="X (projection)")
+        for c, (label, P) in enumerate(sets):
+            colour = cmap(c % 10)
+            if is_empty(P):
+                continue
+            draw_polytope(ax, project(P, [i, j]), facecolor=(*colour[:3], 0.25), edgecolor=colour, lw=1.0, label=f"{label}: projection")
+            section = slice_at(P, [i, j], at)
+            if not is_empty(section):
+                draw_polytope(ax, section, fill=False, edgecolor=colour, lw=1.2, ls="--", label=f"{label}: section")
+        if points is not None and len(points):
+            ax.plot(points[:, i], points[:, j], ".", ms=1.5, color="0.35", alpha=0.6, label=points_label or "points")
+        lo, hi = bounding_box(project(state_box, [i, j]))
+        pad = 0.08 * (hi - lo)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+        ax.grid(alpha=0.3)
+    for ax in axes[len(pairs):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    others = ", ".join(f"{names[k]} = {at[k]:g}" for k in range(n))
+    fig.suptitle((title or "projections and sections") + f"\nfilled: projections; dashed: sections through ({others}) in the other coordinates",
+                 fontsize=10)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.1 + 0.04 * (len(labels) // 4), wspace=0.28, hspace=0.3)
+    return fig
+
+
 def _equal_sets(P: Polytope, Q: Polytope) -> bool:
     """Whether ``P = Q`` by LP containment both ways (:func:`scpo.reachability.polytope.contains`)."""
     from .polytope import contains
@@ -174,28 +278,33 @@ def _equal_sets(P: Polytope, Q: Polytope) -> bool:
 
 
 def report_figure(report: ReachReport, *, title: str = "") -> Figure:
-    """:func:`reach_figure` of a 2-D report: the sets of ``T_in`` for ``k = 0 … N``, ``O_∞``, ``C_∞``,
-    the backup's ``R_T(T_out)``, the grid safety region and (if any) the learned grid set.
+    """The figure of a report.
+
+    A 2-D report with the controllable sets: :func:`reach_figure` (the sets of ``T_in`` for
+    ``k = 0 … N``, ``O_∞``, ``C_∞``, the backup's ``R_T(T_out)``, the grid safety region and, if
+    any, the learned grid set). Otherwise (``n ≥ 3``, or the backup's sets only):
+    :func:`projections_figure` of the controllable ``R_N(T_in)`` (when computed), ``O_∞``, the
+    backup's ``R_N(T_in)`` and ``T_in``, with the states of ``S``.
 
     Parameters
     ----------
     report : ReachReport
-        Of a problem with ``n = 2`` states.
     title : str
 
     Returns
     -------
     Figure
-
-    Raises
-    ------
-    ShapeError
-        The problem is not 2-D.
     """
     problem = report.problem
-    if problem.n != 2:
-        raise ShapeError(f"report: expected a problem with 2 states to draw, got n = {problem.n}")
     fams, N, T = report.families, report.horizon, report.task_horizon
+    if problem.n != 2 or "controlled_inner" not in fams:
+        sets = [(f"controllable R_{N}(T_in)", fams["controlled_inner"].sets[N])] if "controlled_inner" in fams else []
+        sets += [("O_∞ of the backup", report.mpi.polytope), (f"backup R_{N}(T_in)", fams["backup_inner"].sets[N]),
+                 ("T_in ⊆ X_f", fams["backup_inner"].sets[0])]
+        return projections_figure(
+            sets, state_box=Polytope(H=problem.Hx, h=problem.hx), points=report.safety_states,
+            points_label="task's S", state_names=problem.state_names, title=title,
+        )
     return reach_figure(
         backup_sets=fams["backup_inner"].sets[: N + 1],
         controllable_sets=fams["controlled_inner"].sets[: N + 1],

@@ -24,7 +24,7 @@ import cdd
 import numpy as np
 import scipy.optimize
 
-from .._validate import as_array, check_nonnegative
+from .._validate import as_array, check_int, check_nonnegative
 from ..errors import InvalidInputError, ShapeError, SolverError
 from ..numerics import CONTAINMENT_TOL, SET_TOL
 
@@ -48,6 +48,8 @@ __all__ = [
     "vertices",
     "project",
     "area",
+    "uniform_points",
+    "slice_at",
 ]
 
 logger = logging.getLogger(__name__)
@@ -695,8 +697,9 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL, *,
     ``"hull"`` (bounded ``P`` only): the vertices of ``P`` (Qhull's half-space intersection around
     the Chebyshev centre), projected, and the facets of their convex hull (Qhull); facets on the
     same hyperplane (a triangulation's pieces) are merged, and a facet of a hull is never
-    redundant, so no LP redundancy removal is needed. Falls back to elimination when Qhull fails
-    or ``P`` has (almost) no interior.
+    redundant, so no LP redundancy removal is needed. Where Qhull refuses a nearly degenerate
+    vertex configuration it is asked again with option ``Q12``, then cddlib enumerates the
+    vertices; elimination is the fallback when all fail or ``P`` has (almost) no interior.
 
     ``"auto"``: elimination when ``P`` has at most three dimensions (the double integrator's
     ``(x, u)`` sets keep their float rows), the hull otherwise.
@@ -773,14 +776,30 @@ def _project_by_hull(P: Polytope, idx: list[int]) -> Polytope | None:
     scale = 1.0 + float(np.max(np.abs(centre))) if np.all(np.isfinite(centre)) else 1.0
     if not (np.isfinite(radius) and radius > 1e-7 * scale):
         return None
-    try:
-        hs = HalfspaceIntersection(np.hstack([P.H, -P.h[:, None]]), centre)
-        V = hs.intersections[:, idx]
-        V = V[np.all(np.isfinite(V), axis=1)]
-        if V.shape[0] <= len(idx):
+    halfspaces = np.hstack([P.H, -P.h[:, None]])
+    V = None
+    # Qhull's default merging refuses "wide" merges around duplicated ridges, which nearly
+    # degenerate vertices (two facets of P almost parallel near a vertex) produce in 4-D and
+    # above; option Q12 accepts them (scipy's ConvexHull sets it by default, its
+    # HalfspaceIntersection does not). The points stay on P's facets to rounding, and the
+    # offsets are widened below so that every one of them is inside.
+    for options in (None, "Qx Q12" if P.dim > 4 else "Q12"):
+        try:
+            V = HalfspaceIntersection(halfspaces, centre, qhull_options=options).intersections[:, idx]
+            break
+        except (QhullError, ValueError) as err:
+            logger.debug("project: Qhull's half-space intersection failed with options %s: %s", options, str(err).split("\n")[0])
+    if V is None:  # cddlib's vertex enumeration: slower, but no merging to refuse
+        try:
+            V = vertices(P)[:, idx]
+        except (SolverError, RuntimeError, ValueError):
             return None
-        if len(idx) == 1:
-            return Polytope(H=np.array([[1.0], [-1.0]]), h=np.array([V.max(), -V.min()]))
+    V = V[np.all(np.isfinite(V), axis=1)]
+    if V.shape[0] <= len(idx):
+        return None
+    if len(idx) == 1:
+        return Polytope(H=np.array([[1.0], [-1.0]]), h=np.array([V.max(), -V.min()]))
+    try:
         hull = ConvexHull(V)
     except (QhullError, ValueError):
         return None
@@ -790,6 +809,91 @@ def _project_by_hull(P: Polytope, idx: list[int]) -> Polytope | None:
     # value over the projected vertices so that every computed vertex lies inside
     slack = np.max(V @ out.H.T - out.h, axis=0)
     return Polytope(H=out.H, h=out.h + np.maximum(slack, 0.0))
+
+
+def slice_at(P: Polytope, keep: Sequence[int], at: Sequence[float] | np.ndarray, tol: float = DEFAULT_TOL) -> Polytope:
+    """The section ``{y : (y, x_rest) ∈ P}`` through ``x_rest = at`` (the coordinates not in ``keep``).
+
+    Rows ``H_keep y ≤ h − H_rest · at``, redundant ones removed (:func:`reduce`); exact up to the
+    float subtraction.
+
+    Parameters
+    ----------
+    P : Polytope, dimension ``n``
+    keep : sequence of int
+        The coordinates of the section, in order.
+    at : array_like, shape (n,)
+        A point; its entries at ``keep`` are ignored.
+    tol : float
+        Redundancy tolerance.
+
+    Returns
+    -------
+    Polytope
+        Dimension ``len(keep)``; empty when the section misses ``P``.
+    """
+    P = normalize(_check_polytope("P", P))
+    idx = [int(i) for i in keep]
+    if not idx or len(set(idx)) != len(idx) or min(idx) < 0 or max(idx) >= P.dim:
+        raise InvalidInputError(f"keep: expected distinct coordinates in 0..{P.dim - 1}, got {keep!r}")
+    at = as_array("at", at, shape=(P.dim,))
+    rest = [j for j in range(P.dim) if j not in idx]
+    Q = Polytope(H=P.H[:, idx], h=P.h - P.H[:, rest] @ at[rest])
+    return empty(len(idx)) if is_empty(Q) else reduce(Q, tol)
+
+
+def uniform_points(P: Polytope, count: int, rng: np.random.Generator, *, max_draws: int = 10_000_000) -> np.ndarray:
+    """``count`` independent points uniformly distributed on a bounded, full-dimensional ``P``.
+
+    Rejection sampling: uniform points of the bounding box (:func:`bounding_box`), kept where every
+    row holds (``H x ≤ h``), in batches until ``count`` are kept.
+
+    Parameters
+    ----------
+    P : Polytope
+        Bounded, with an interior.
+    count : int
+        ``≥ 1``.
+    rng : numpy.random.Generator
+    max_draws : int
+        Box points drawn at most (the cost when ``P`` fills a tiny share of its box).
+
+    Returns
+    -------
+    ndarray, shape (count, n)
+
+    Raises
+    ------
+    InvalidInputError
+        ``P`` is empty, unbounded, or fills so little of its box that ``max_draws`` points give
+        fewer than ``count``.
+    """
+    P = _check_polytope("P", P)
+    count = check_int("count", count, minimum=1)
+    if is_empty(P):
+        raise InvalidInputError("P: expected a non-empty polytope to sample, got an empty one")
+    lo, hi = bounding_box(P)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise InvalidInputError("P: expected a bounded polytope to sample, got an unbounded one")
+    kept: list[np.ndarray] = []
+    have = drawn = 0
+    batch = max(1024, 4 * count)
+    while have < count and drawn < max_draws:
+        x = rng.uniform(lo, hi, size=(batch, P.dim))
+        drawn += batch
+        x = x[np.all(x @ P.H.T <= P.h, axis=1)]
+        kept.append(x)
+        have += x.shape[0]
+        if have:  # the next batch sized by the acceptance rate seen so far
+            batch = int(min(max_draws - drawn, max(1024, 1.2 * (count - have) * drawn / have)))
+        else:
+            batch = min(max_draws - drawn, 4 * batch)
+    if have < count:
+        raise InvalidInputError(
+            f"P: {max_draws} uniform points of its bounding box gave {have} of the {count} points asked for "
+            "(the polytope fills too little of its box)"
+        )
+    return np.concatenate(kept)[:count]
 
 
 def area(P: Polytope) -> float:

@@ -10,6 +10,10 @@ DESIGN §5, or any other):
   ``T > N``, for the comparisons) (:func:`reachable_families`);
 * the maximal positively invariant set of the backup and the maximal control-invariant set
   (:func:`invariant_sets`);
+* with ``sets="backup"`` (the default ``"auto"`` picks it for ``n ≥ 4``) only the backup's sets and
+  ``O_∞``, and the claims about them: the controllable sets of a 4-D system grow thousands of
+  facets within a few steps (the cart-pole: 200 → 2,214 in 7 steps, and Qhull then fails on their
+  nearly degenerate vertices), so the report says they were not computed;
 * claims: the exact inclusions (:func:`~scpo.reachability.claims.exact_inclusion_claims`), an
   ``evaluated`` independent check of membership by steering LPs and forward simulation
   (:func:`~scpo.reachability.claims.independent_check_claims`), and ``evaluated`` comparisons of
@@ -42,6 +46,7 @@ from .claims import FAMILY_NAMES, exact_inclusion_claims, independent_check_clai
 from .comparisons import Comparison, learned_comparison, safety_region_comparison
 from .exact import exact_area_or_nan
 from .learned import GridSet, PolicyMap, learned_grid_set
+from .polytope import Polytope
 from .sets import InvariantSet, Progress, ReachableSets, backup_invariant_set, backward_reachable_sets, maximal_control_invariant, state_set
 from .targets import TerminalTarget, terminal_targets
 
@@ -54,6 +59,8 @@ __all__ = [
     "report_data",
     "NUMERICS",
     "REPORT_SCHEMA_VERSION",
+    "SET_CHOICES",
+    "resolve_sets",
 ]
 
 REPORT_SCHEMA_VERSION = 1
@@ -70,7 +77,39 @@ FAMILY_STATEMENTS = {
     "controlled": "R_k = {{x₀ : some u_0…u_{{k−1}} ∈ U keep x_t ∈ X for t = 0…k−1 and reach x_k ∈ {target}}} (k-step controllable set)",
 }
 
+SET_CHOICES = ("auto", "all", "backup")
+"""``sets`` of :func:`linear_reach`: ``"all"`` the backup's and the controllable sets, ``"backup"``
+the backup's sets and ``O_∞`` only, ``"auto"`` ``"all"`` for ``n ≤ 3`` and ``"backup"`` above."""
+
+AUTO_ALL_MAX_DIM = 3
+
 _R = TypeVar("_R")
+
+
+def resolve_sets(sets: str, n: int) -> str:
+    """The family selection ``"all"`` or ``"backup"`` that ``sets`` means for an ``n``-state problem.
+
+    Parameters
+    ----------
+    sets : {"auto", "all", "backup"}
+    n : int
+        State dimension.
+
+    Returns
+    -------
+    str
+        ``"all"`` or ``"backup"``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``sets`` is not one of :data:`SET_CHOICES`.
+    """
+    if sets not in SET_CHOICES:
+        raise InvalidInputError(f"sets: expected one of {', '.join(SET_CHOICES)}, got {sets!r}")
+    if sets == "auto":
+        return "all" if n <= AUTO_ALL_MAX_DIM else "backup"
+    return sets
 
 
 def _timed(seconds: dict[str, float], key: str, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
@@ -94,12 +133,13 @@ class ReachReport:
         ``N``.
     targets : dict of {"inner", "outer"} -> TerminalTarget
     families : dict of name -> ReachableSets
-        ``"backup_inner"``, ``"backup_outer"``, ``"controlled_inner"``, ``"controlled_outer"``;
-        each up to ``max(N, T)`` steps.
+        ``"backup_inner"``, ``"backup_outer"`` and (``sets == "all"``) ``"controlled_inner"``,
+        ``"controlled_outer"``; each up to ``max(N, T)`` steps.
     mpi : InvariantSet
         Maximal positively invariant set of the backup.
-    control_invariant : InvariantSet
-        Maximal control-invariant set (an outer approximation when not converged).
+    control_invariant : InvariantSet or None
+        Maximal control-invariant set (an outer approximation when not converged); ``None`` when
+        ``sets == "backup"``.
     claims : list of Claim
         Target claims, exact inclusions, independent checks, grid comparisons, in that order.
     safety : Comparison
@@ -112,6 +152,8 @@ class ReachReport:
         The learned grid set against the exact sets.
     seconds : dict of str -> float
         Wall time of each stage and ``"total"``.
+    sets : {"all", "backup"}
+        Which families were computed.
     """
 
     problem: ClosedLoopProblem
@@ -120,13 +162,14 @@ class ReachReport:
     targets: dict[str, TerminalTarget]
     families: dict[str, ReachableSets]
     mpi: InvariantSet
-    control_invariant: InvariantSet
+    control_invariant: InvariantSet | None
     claims: list[Claim]
     safety: Comparison
     safety_states: np.ndarray
     learned: GridSet | None = None
     learned_comparison: Comparison | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    sets: str = "all"
 
     @property
     def task_horizon(self) -> int:
@@ -172,6 +215,7 @@ def reachable_families(
     tol: float = SET_TOL,
     progress: Progress | None = None,
     seconds: dict[str, float] | None = None,
+    modes: tuple[str, ...] = ("backup", "controlled"),
 ) -> dict[str, ReachableSets]:
     """The backup's and the controllable ``k``-step sets of both targets, ``k = 0 … steps``.
 
@@ -191,16 +235,20 @@ def reachable_families(
         family name.
     seconds : dict, optional
         Receives the wall time of each family under its name.
+    modes : tuple of {"backup", "controlled"}
+        Which kinds of sets to compute.
 
     Returns
     -------
     dict of name -> ReachableSets
-        Keys :data:`~scpo.reachability.claims.FAMILY_NAMES`, each with ``steps + 1`` sets.
+        The :data:`~scpo.reachability.claims.FAMILY_NAMES` of ``modes``, each with ``steps + 1`` sets.
     """
     seconds = {} if seconds is None else seconds
     families: dict[str, ReachableSets] = {}
     for name in FAMILY_NAMES:
         mode, rel = name.split("_")
+        if mode not in modes:
+            continue
 
         def prog(info: dict[str, Any], _name: str = name) -> None:
             if progress is not None:
@@ -220,7 +268,8 @@ def invariant_sets(
     tol: float = SET_TOL,
     progress: Progress | None = None,
     seconds: dict[str, float] | None = None,
-) -> tuple[InvariantSet, InvariantSet]:
+    control_invariant: bool = True,
+) -> tuple[InvariantSet, InvariantSet | None]:
     """The backup's maximal positively invariant set ``O_∞`` and the maximal control-invariant set ``C_∞``.
 
     Parameters
@@ -234,13 +283,18 @@ def invariant_sets(
         Receives each step (stages ``"positively invariant"``, ``"control invariant"``).
     seconds : dict, optional
         Receives the wall times under ``"mpi"`` and ``"control_invariant"``.
+    control_invariant : bool
+        Compute ``C_∞`` (``False``: only ``O_∞``, and ``None`` in its place).
 
     Returns
     -------
-    mpi, control_invariant : InvariantSet
+    mpi : InvariantSet
+    control_invariant : InvariantSet or None
     """
     seconds = {} if seconds is None else seconds
     mpi = _timed(seconds, "mpi", backup_invariant_set, problem.system, problem.K, max_steps=max_steps, tol=tol, progress=progress)
+    if not control_invariant:
+        return mpi, None
     cinv = _timed(seconds, "control_invariant", maximal_control_invariant, problem.system, max_steps=max_steps, tol=tol, progress=progress)
     return mpi, cinv
 
@@ -279,6 +333,8 @@ def linear_reach(
     seed: int = 0,
     device: Any = None,
     progress: Progress | None = None,
+    sets: str = "auto",
+    safety_domain: Polytope | None = None,
 ) -> ReachReport:
     """Exact reachable and invariant sets of a linear closed-loop problem, their checks and the
     grid comparisons with a safety region and (optionally) a learned policy's set.
@@ -319,6 +375,13 @@ def linear_reach(
         Device of the learned policy's rollouts.
     progress : callable, optional
         Receives ``{"stage", "step", "total", "facets", "seconds"}`` after each step.
+    sets : {"auto", "all", "backup"}
+        Which sets to compute (:data:`SET_CHOICES`, :func:`resolve_sets`): ``"backup"`` leaves out
+        the controllable sets, ``C_∞`` and the claims about them.
+    safety_domain : Polytope, optional
+        The polytope ``S`` was restricted to (the task's declared region ``C``, when its ``S`` is
+        the backup's grid set inside ``C``): the safety comparison's coverage claim is about the grid
+        states inside it.
 
     Returns
     -------
@@ -327,22 +390,35 @@ def linear_reach(
     Raises
     ------
     InvalidInputError
-        No terminal set, ``N < 1``, or grid arrays that do not match the problem.
+        No terminal set, ``N < 1``, grid arrays that do not match the problem, an unknown
+        ``sets``, or a learned policy with ``sets`` resolving to ``"backup"`` (its comparison is
+        against the controllable sets).
     """
     grid_states, in_S = _check_inputs(problem, grid_states, in_S)
     horizon = check_int("horizon", horizon, minimum=1)
+    chosen = resolve_sets(sets, problem.n)
+    if chosen == "backup" and learned is not None:
+        raise InvalidInputError(
+            f"sets: the learned policy's set is compared with the controllable sets, which sets={sets!r} leaves out for "
+            f"n = {problem.n}; pass sets='all' (slow and numerically fragile in n ≥ 4) or no learned policy"
+        )
     t_all = time.perf_counter()
     T = problem.horizon
     seconds: dict[str, float] = {}
 
     targets = _timed(seconds, "targets", compute_targets, problem, directions=directions, tol=tol)
-    families = reachable_families(problem, targets, max(horizon, T), tol=tol, progress=progress, seconds=seconds)
-    mpi, cinv = invariant_sets(problem, max_steps=max_invariant_steps, tol=tol, progress=progress, seconds=seconds)
+    modes = ("backup", "controlled") if chosen == "all" else ("backup",)
+    families = reachable_families(problem, targets, max(horizon, T), tol=tol, progress=progress, seconds=seconds, modes=modes)
+    mpi, cinv = invariant_sets(
+        problem, max_steps=max_invariant_steps, tol=tol, progress=progress, seconds=seconds, control_invariant=chosen == "all"
+    )
 
     claims: list[Claim] = [c for t in targets.values() for c in t.claims]
     claims += _timed(seconds, "exact_claims", exact_inclusion_claims, problem, families, mpi, cinv, horizon, tol=containment_tol)
     claims += _timed(seconds, "independent_check", independent_check_claims, problem, families, targets, horizon, samples=samples, seed=seed)
-    safety = safety_region_comparison(families, T, grid_states, in_S)
+    if safety_domain is not None and (not isinstance(safety_domain, Polytope) or safety_domain.dim != problem.n):
+        raise InvalidInputError(f"safety_domain: expected a Polytope in R^{problem.n}, got {safety_domain!r}")
+    safety = safety_region_comparison(families, T, grid_states, in_S, domain=safety_domain)
     claims += safety.claims
 
     learned_set, learned_cmp = None, None
@@ -357,7 +433,7 @@ def linear_reach(
     return ReachReport(
         problem=problem, name=problem.name if name is None else str(name), horizon=horizon, targets=targets, families=families,
         mpi=mpi, control_invariant=cinv, claims=claims, safety=safety, safety_states=grid_states[in_S],
-        learned=learned_set, learned_comparison=learned_cmp, seconds=seconds,
+        learned=learned_set, learned_comparison=learned_cmp, seconds=seconds, sets=chosen,
     )
 
 
@@ -404,12 +480,27 @@ def report_data(report: ReachReport) -> dict[str, Any]:
     -------
     dict
         ``schema_version, scpo_version, task, system, backup_gain_K, terminal_set, horizon,
-        task_horizon, targets, families, maximal_positively_invariant, maximal_control_invariant,
-        state_box_area, safety_region, learned, claims, all_claims_hold, seconds``; every set with
-        its H-representation, facets and exact area (``nan`` outside 2-D).
+        task_horizon, sets, sets_statement, targets, families, maximal_positively_invariant,
+        maximal_control_invariant, state_box_area, safety_region, learned, claims, all_claims_hold,
+        seconds``; every set with its H-representation, facets and exact area (``nan`` outside 2-D).
+        With ``sets == "backup"`` the families are the backup's two and ``maximal_control_invariant``
+        is ``None``.
     """
     problem, cinv = report.problem, report.control_invariant
     P, gamma = np.asarray(problem.P), float(problem.gamma)
+    if cinv is None:
+        cinv_data = None
+        sets_statement = (
+            "backup's sets and O_∞ only: the controllable sets, C_∞ and the claims about them were not computed "
+            f"(n = {problem.n}; sets='all' computes them)"
+        )
+    else:
+        cinv_data = cinv.to_dict() | {
+            "level": Level.EXACT.value if cinv.converged else "outer approximation (not converged)",
+            "numerics": NUMERICS,
+            "area": exact_area_or_nan(cinv.polytope),
+        }
+        sets_statement = "the backup's and the controllable sets, O_∞ and C_∞"
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "scpo_version": __version__,
@@ -424,16 +515,13 @@ def report_data(report: ReachReport) -> dict[str, Any]:
         },
         "horizon": report.horizon,
         "task_horizon": report.task_horizon,
+        "sets": report.sets,
+        "sets_statement": sets_statement,
         "targets": {k: v.to_dict() | {"area": exact_area_or_nan(v.polytope)} for k, v in report.targets.items()},
         "families": {name: _family_data(name, fam, report.horizon, report.task_horizon) for name, fam in report.families.items()},
         "maximal_positively_invariant": report.mpi.to_dict()
         | {"level": Level.EXACT.value, "numerics": NUMERICS, "area": exact_area_or_nan(report.mpi.polytope)},
-        "maximal_control_invariant": cinv.to_dict()
-        | {
-            "level": Level.EXACT.value if cinv.converged else "outer approximation (not converged)",
-            "numerics": NUMERICS,
-            "area": exact_area_or_nan(cinv.polytope),
-        },
+        "maximal_control_invariant": cinv_data,
         "state_box_area": exact_area_or_nan(state_set(problem.system)),
         "safety_region": report.safety.data,
         "learned": None if report.learned_comparison is None else report.learned_comparison.data,

@@ -92,6 +92,11 @@ def _header(doc: Doc, data: RunData) -> None:
     doc.p("Every claim below carries its level of evidence: ", Lv("exact"), " ", LEVEL_MEANING["exact"], "; ",
           Lv("sound"), " ", LEVEL_MEANING["sound"], "; ", Lv("evaluated"), " ", LEVEL_MEANING["evaluated"], "; ",
           Lv("estimated"), " ", LEVEL_MEANING["estimated"], ". A conclusion is only as strong as its weakest link.")
+    source = (cfg.get("policy") or {}).get("constraint_source")
+    if isinstance(source, dict):  # a black-box task (scpo.tasks.blackbox): its rows are evaluated at best
+        doc.p("Constraint rows: from ", str(source.get("evaluator", "an external evaluator")), " — ", Lv(str(source.get("level"))),
+              ". Every safety statement about them holds at the rollouts the evaluator ran, not between them; no region "
+              "certificate applies, so no conclusion of this report is stronger than ", Lv("evaluated"), ".")
     if data.bad_line is not None:
         doc.p(Verdict(False, "Warning"), f": certificates.jsonl line {data.bad_line} is incomplete or not JSON; "
               "only the complete records before it are reported.")

@@ -427,6 +427,17 @@ class Task(abc.ABC):
         """
         return self.safety_states, np.ones(len(self.safety_states), dtype=bool)
 
+    def safety_grid_domain(self) -> Any:
+        """The polytope ``S`` was restricted to, or ``None`` (``S`` is the backup's whole grid set).
+
+        Returns
+        -------
+        scpo.reachability.polytope.Polytope or None
+            E.g. the declared region ``C`` when ``S`` is the set of grid states of the backup's
+            safety region that lie in ``C``.
+        """
+        return None
+
     def backup_design(self) -> tuple[np.ndarray, np.ndarray, float] | None:
         """How the backup was designed, for an independent re-derivation (the audit's fresh DARE solve).
 

@@ -22,9 +22,11 @@ termination limits), ``|ẋ| ≤ 2 m/s``, ``|θ̇| ≤ 2 rad/s`` and the force `
 ``force_mag``). Backup: discrete LQR with ``Q = diag(1, 1, 10, 1)``, ``R = 0.1``. The expert is
 aggressive: a saturated state feedback (the LQR gain of ``Q = diag(50, 5, 10, 1)``, ``R = 0.01``)
 tracking a cart target ``x* = 3.5 m``, outside the track, so plain imitation leaves ``X``.
-``S`` is decided on a ``grid⁴`` grid over the box, as for every linear task (the grid, not the
-exact 4-D polytope: the rollout rows of the training constraints start from grid states, and
-``scpo reach cart-pole`` compares the grid ``S`` with the exact backward reachable polytopes).
+``S`` is drawn from the exact 4-D backward reachable polytope: ``safety_samples`` uniform random
+states (seeded) of the declared region ``C``, the backup's exact ``T``-step backward reachable
+set of ``T_in ⊆ X_f`` under constraints tightened by ``region_margin``
+(:func:`scpo.certify.declared.backup_region`); the backup's rollouts then decide each of them, as
+for every linear task. ``safety_samples = 0`` gives the ``grid⁴`` grid over the box instead.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 import scipy.signal
 import torch
 
-from .._validate import check_positive
+from .._validate import check_int, check_positive
 from ..errors import InvalidInputError
 from ..systems import LinearSystem, dlqr
 from .linear import LinearImitationTask, LinearTaskSettings
@@ -92,6 +94,9 @@ class CartPoleConfig(LinearTaskSettings):
         ``Q`` of the expert's LQR gain.
     expert_r : float
         ``R`` of the expert's LQR gain.
+    safety_samples : int
+        States of ``S`` drawn uniformly from the exact backward reachable polytope ``C``; ``0``:
+        the ``grid⁴`` grid over the box.
     horizon, grid, n_samples, rows, lse_temperature, hidden, activation, switching, gamma_shrink, region, region_margin, region_directions, row_margin, rows_in_region, device
         See :class:`~scpo.tasks.linear.LinearTaskSettings`.
     """
@@ -111,6 +116,7 @@ class CartPoleConfig(LinearTaskSettings):
     expert_target: float = 3.5
     expert_q_diag: tuple[float, ...] = (50.0, 5.0, 10.0, 1.0)
     expert_r: float = 0.01
+    safety_samples: int = 100
     horizon: int = 30
     grid: int = 7
     n_samples: int = 256
@@ -118,6 +124,7 @@ class CartPoleConfig(LinearTaskSettings):
     hidden: tuple[int, ...] = (16, 16)
 
     def _check_task(self) -> None:
+        check_int("safety_samples", self.safety_samples, minimum=0)
         for name in ("dt", "masscart", "masspole", "half_length", "gravity", "x_max", "v_max", "theta_max", "omega_max",
                      "force_max", "r", "expert_r"):
             check_positive(name, getattr(self, name))
@@ -150,6 +157,32 @@ class CartPoleTask(LinearImitationTask):
         Ad, Bd, *_ = scipy.signal.cont2discrete((A, B, np.eye(4), np.zeros((4, 1))), c.dt, method="zoh")
         return LinearSystem.with_box_constraints(np.asarray(Ad), np.asarray(Bd), [c.x_max, c.v_max, c.theta_max, c.omega_max],
                                                  [c.force_max], name="cart-pole (linearised, upright)")
+
+    def candidate_states(self) -> np.ndarray:
+        """``safety_samples`` uniform random states of the exact polytope ``C`` (seeded by the task's
+        seed), or the ``grid⁴`` grid over the box when ``safety_samples = 0``.
+
+        ``C`` is the declared region (or, for the legacy grid-cell cover, the backup's exact
+        ``T``-step backward reachable set of ``T_in`` without margin).
+
+        Returns
+        -------
+        ndarray, shape (G, 4)
+        """
+        c = self.config
+        if c.safety_samples <= 0:
+            return super().candidate_states()
+        from ..certify.declared import backup_region
+        from ..reachability.polytope import uniform_points
+
+        region = self.declared_region() or backup_region(self.problem, directions=int(c.region_directions))
+        return uniform_points(region.polytope, c.safety_samples, np.random.default_rng([self.seed, 11]))
+
+    def candidate_description(self) -> str:
+        """The states ``S`` was decided on, in words."""
+        if self.config.safety_samples <= 0:
+            return super().candidate_description()
+        return "uniform random states of the exact backward reachable polytope C"
 
     def lqr_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """``Q = diag(q_diag)``, ``R = r``."""

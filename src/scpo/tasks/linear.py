@@ -440,6 +440,13 @@ class LinearImitationTask(Task):
         """The ``grid^n`` grid over the state box and the mask of its states in ``S``."""
         return self.grid_states, self.in_safety_region
 
+    def safety_grid_domain(self) -> Any:
+        """The declared region ``C`` when ``S`` was restricted to it (``rows_in_region``), else ``None``."""
+        if not self.config.rows_in_region:
+            return None
+        region = self.declared_region()
+        return None if region is None else region.polytope
+
     def backup_design(self) -> tuple[np.ndarray, np.ndarray, float]:
         """``(Q, R, gamma_shrink)`` of the LQR backup (see :meth:`Task.backup_design`)."""
         return self.Q, self.R, float(self.config.gamma_shrink)
@@ -474,11 +481,15 @@ class LinearImitationTask(Task):
             f"constraints {box}; input constraints {inputs}. Backup π_safe(x) = Kx from discrete LQR "
             f"(Q = {np.round(self.Q, 6).tolist()}, R = {np.round(self.R, 6).tolist()}): K = {np.round(self.K, 6).tolist()}. "
             f"Terminal set X_f = {{xᵀPx ≤ γ}}, γ = {self.gamma:.6g}. Safety region S: the {len(self.safety_states)} of "
-            f"{len(self.grid_states)} grid states ({'×'.join([str(cfg.grid)] * s.n)}) from which the backup reaches X_f "
+            f"{len(self.grid_states)} {self.candidate_description()} from which the backup reaches X_f "
             f"within T = {cfg.horizon} steps inside the constraints. {self.expert_description()} Constraint rows: the "
             f"closed-loop rollout rows from each grid state of S (aggregated per state: {cfg.rows!r}), "
             f"{self.describe()['constraints']} rows in all."
         ]
+
+    def candidate_description(self) -> str:
+        """What the states :meth:`candidate_states` returned are, in a few words (for the report)."""
+        return f"grid states ({'×'.join([str(self.config.grid)] * self.system.n)})"
 
     def expert_description(self) -> str:
         """One sentence on the expert (for the report)."""
@@ -495,7 +506,7 @@ class LinearImitationTask(Task):
         box = ", ".join(f"{lo:g} ≤ {n} ≤ {hi:g}" for n, lo, hi in zip(self.problem.state_names, *self.box))
         inputs = ", ".join(self.problem.row_label("input", r) for r in range(self.system.Hu.shape[0]))
         return (
-            f"i.e. from each of the {len(self.constraint_states)} grid states of S used as constraint rows, the "
+            f"i.e. from each of the {len(self.constraint_states)} states of S used as constraint rows, the "
             f"T = {cfg.horizon}-step closed-loop rollout of π_θt keeps {box}, {inputs} and ends in X_f ({how})"
         )
 

@@ -403,6 +403,12 @@ class LinearSpecTask(LinearImitationTask):
         lo, hi = self.box
         return rng.uniform(lo, hi, size=(c.safety_samples, len(lo)))
 
+    def candidate_description(self) -> str:
+        """The grid, or the uniform random states of the box."""
+        if self.config.safety_samples <= 0:
+            return super().candidate_description()
+        return "uniform random states of the state box"
+
     # ---------------------------------------------------------------- the expert
     def _expert_np(self, x: np.ndarray) -> np.ndarray:
         c = self.config
