@@ -53,3 +53,17 @@ def test_the_task_discretises_by_zoh_and_its_expert_leaves_the_constraints():
             x = Ad @ x + Bd @ u
             assert np.all(np.abs(x) <= box)
         assert x @ task.P @ x <= task.gamma
+
+
+def test_a_run_written_before_safety_samples_existed_is_rebuilt_with_its_grid():
+    # config.json stores every task setting; one without `safety_samples` was written when S was the
+    # grid⁴ grid, and rebuilding it must give that grid again (reference: the same settings with
+    # safety_samples = 0 given explicitly)
+    from scpo.runs.tasks import task_from_config
+
+    torch.set_num_threads(1)
+    settings = {"grid": 3, "horizon": 5, "n_samples": 8, "hidden": [4], "region": "grid-cells"}
+    old = task_from_config({"task": "cart-pole", "task_config": settings, "train": {"seed": 0}})
+    explicit = CartPoleTask(CartPoleConfig(grid=3, horizon=5, n_samples=8, hidden=(4,), region="grid-cells", safety_samples=0))
+    np.testing.assert_array_equal(old.grid_states, explicit.grid_states)
+    assert old.config.safety_samples == 0 and old.grid_states.shape == (3**4, 4)

@@ -16,7 +16,8 @@ def task_from_config(config: dict[str, Any]) -> Any:
     ----------
     config : dict
         The content of ``config.json``: ``task`` (a registry name), ``task_config`` and
-        ``train.seed``.
+        ``train.seed``. Settings the task added after the run was written take the value that
+        keeps what the run did (the task class's ``stored_run_defaults``), not today's default.
 
     Returns
     -------
@@ -29,7 +30,7 @@ def task_from_config(config: dict[str, Any]) -> Any:
     ConfigError
         The task settings do not build the task (unknown key, bad value).
     """
-    from ..tasks import make_task
+    from ..tasks import make_task, task_class
 
     name = config.get("task")
     if not isinstance(name, str):
@@ -42,6 +43,7 @@ def task_from_config(config: dict[str, Any]) -> Any:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise RunDirectoryError(f"config.json: train.seed must be an integer, got {seed!r}")
     try:
-        return make_task(name, task_config, seed=seed)
+        added = getattr(task_class(name), "stored_run_defaults", {})
+        return make_task(name, {**{k: v for k, v in added.items() if k not in task_config}, **task_config}, seed=seed)
     except ConfigError as exc:
         raise ConfigError(f"config.json: {exc}") from None

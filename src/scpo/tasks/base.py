@@ -67,6 +67,10 @@ class Task(abc.ABC):
     config_class: ClassVar[type]
     default_projector: ClassVar[dict[str, Any]] = {}
     """Projector settings that suit this task, applied over the library defaults."""
+    stored_run_defaults: ClassVar[dict[str, Any]] = {}
+    """Task settings added after runs of this task were written, with the value that keeps what those
+    runs did: a run's ``config.json`` stores every setting, so a missing key means "written before the
+    key existed", and the run is rebuilt with this value rather than today's default."""
 
     problem: ClosedLoopProblem
     constraint_states: np.ndarray

@@ -149,6 +149,8 @@ class CartPoleTask(LinearImitationTask):
     """Forces are in newtons (the imitation loss of the backup is about 130 N²): a larger step than the chain's."""
     state_names = ("x", "xdot", "theta", "thetadot")
     input_names = ("F",)
+    stored_run_defaults = {"safety_samples": 0}
+    """Runs written before ``safety_samples`` existed decided ``S`` on the grid."""
 
     def linear_system(self) -> LinearSystem:
         """The zero-order hold of the linearised cart-pole with its box constraints."""

@@ -483,7 +483,7 @@ class LinearImitationTask(Task):
             f"Terminal set X_f = {{xᵀPx ≤ γ}}, γ = {self.gamma:.6g}. Safety region S: the {len(self.safety_states)} of "
             f"{len(self.grid_states)} {self.candidate_description()} from which the backup reaches X_f "
             f"within T = {cfg.horizon} steps inside the constraints. {self.expert_description()} Constraint rows: the "
-            f"closed-loop rollout rows from each grid state of S (aggregated per state: {cfg.rows!r}), "
+            f"closed-loop rollout rows from each state of S (aggregated per state: {cfg.rows!r}), "
             f"{self.describe()['constraints']} rows in all."
         ]
 
