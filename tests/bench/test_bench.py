@@ -117,7 +117,8 @@ def test_quick_methods_benchmark_end_to_end(tmp_path):
     res = run_benchmarks("methods", True, tmp_path, [0], extra_args=["--tasks", "regression"])
     assert res.ok, res.runs[0].output[-2000:]
     rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "methods_runs.csv"))}
-    assert set(rows) == {"scpo", "plain-bank", "unconstrained", "penalty", "penalty-autograd", "lbsgd"}
+    assert set(rows) == {"scpo", "scpo-sound", "scpo-certified-L", "plain-bank", "unconstrained", "penalty", "penalty-autograd", "lbsgd"}
+    assert int(rows["scpo-certified-L"]["safety_rejections"]) == 0  # its L is certified: no try fails the safety test
     assert int(rows["scpo"]["violating_iterates_train"]) == 0
     assert int(rows["plain-bank"]["violating_iterates_train"]) == 0
     assert int(rows["unconstrained"]["violating_iterates_train"]) > 0
@@ -155,7 +156,7 @@ def test_asking_for_ray_without_ray_fails_before_any_script_runs(fake_benchmarks
     assert res.exit_code == 2 and "workers: expected" in res.output, res.output
 
 
-TIMINGS = {"wall_s", "evaluation_s", "gradient_s", "projection_s", "wall_s_to_90pct"}
+TIMINGS = {"wall_s", "evaluation_s", "gradient_s", "projection_s", "wall_s_to_90pct", "gate_s", "ms_per_iteration"}
 
 
 @pytest.mark.slow

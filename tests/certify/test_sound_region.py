@@ -160,3 +160,31 @@ def test_box_region_of_the_static_problem():
     assert box_region([0.0], [1.0]).volume == 1.0
     cert = RegionCertifier(task.problem, task.structure, region).certify(task.theta0)
     assert cert.holds and cert.certified_fraction == 1.0
+
+
+def test_the_certificate_figure_of_a_3d_region_marks_failed_leaves_at_states_of_C():
+    # a perturbed residual on the 3-D chain with a small leaf budget: failed leaves, drawn on the 2-D
+    # projections of C; reference for "a state of C": membership in C's rows (numpy), not the figure's LP
+    from scpo.certify.sound_region import certificate_figure
+
+    torch.set_num_threads(1)
+    task = make_task("chain-integrator", {"horizon": 6, "grid": 5, "n_samples": 8, "hidden": [4]}, seed=0)
+    region = task.declared_region()
+    theta = task.theta0 + 0.3 * np.random.default_rng(0).normal(size=task.theta0.size)
+    cert = RegionCertifier(task.problem, task.structure, region, GateConfig(max_depth=3, max_leaves=400)).certify(theta)
+    assert cert.failed and not cert.holds
+    fig = certificate_figure(task.problem, region, cert)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3 and "FAILS" in fig.texts[0].get_text()
+    C = region.polytope
+    for ax, (i, j) in zip(axes, [(0, 1), (0, 2), (1, 2)]):
+        marks = [ln for ln in ax.get_lines() if ln.get_marker() in ("x", "+")]
+        assert marks and sum(len(ln.get_xdata()) for ln in marks) > 0
+    # every inconclusive mark is the Chebyshev centre of its leaf ∩ C: inside C up to LP tolerance
+    orange = [ln for ln in axes[0].get_lines() if ln.get_marker() == "+"][0]
+    red = [ln for ln in axes[0].get_lines() if ln.get_marker() == "x"][0]
+    assert len(orange.get_xdata()) + len(red.get_xdata()) >= 1
+    from scpo.certify import sound_region
+
+    pts = [sound_region._leaf_mark(region, f) for f in cert.failed if f["verdict"] != "violated"][:50]
+    assert all(C.residual(p[None])[0] <= 1e-9 for p in pts if p is not None)

@@ -511,12 +511,17 @@ class RegionCertifier:
 
 
 def certificate_figure(problem: ClosedLoopProblem, region: DeclaredRegion, cert: RegionCertificate, *, title: str = ""):
-    """The partition of ``C`` (two states): certified leaves green, failed red (violation) or orange, ``C`` and ``X_f``.
+    """The partition of ``C``: certified leaves green, failed red (violation) or orange, ``C`` and ``X_f``.
+
+    Two states: the leaves themselves. ``n ≥ 3``: the 2-D projections and sections of ``C`` through
+    the origin (:func:`scpo.reachability.plot.projections_figure`) with the failed leaves: red ``×``
+    at the violating state found, orange ``+`` at a state of leaf ∩ ``C`` where the bound was
+    inconclusive.
 
     Parameters
     ----------
     problem : ClosedLoopProblem
-        Two states.
+        At least two states.
     region : DeclaredRegion
     cert : RegionCertificate
     title : str
@@ -528,10 +533,12 @@ def certificate_figure(problem: ClosedLoopProblem, region: DeclaredRegion, cert:
     Raises
     ------
     InvalidInputError
-        A problem with other than two states.
+        A problem with one state.
     """
+    if problem.n < 2:
+        raise InvalidInputError(f"problem: the certificate figure draws at least two states, this problem has {problem.n}")
     if problem.n != 2:
-        raise InvalidInputError(f"problem: the certificate figure draws two states, this problem has {problem.n}")
+        return _certificate_projections(problem, region, cert, title=title)
     from matplotlib.collections import PatchCollection
     from matplotlib.figure import Figure
     from matplotlib.patches import Polygon, Rectangle
@@ -576,3 +583,56 @@ def certificate_figure(problem: ClosedLoopProblem, region: DeclaredRegion, cert:
                           f"{'holds' if cert.holds else 'FAILS'}", fontsize=10)
     ax.grid(alpha=0.3)
     return fig
+
+
+def _certificate_projections(problem: ClosedLoopProblem, region: DeclaredRegion, cert: RegionCertificate, *, title: str = ""):
+    """:func:`certificate_figure` for ``n ≥ 3``: projections and sections of ``C`` with the failed leaves.
+
+    A leaf with a violation is drawn at its violating state; an inconclusive one at the Chebyshev
+    centre of the leaf's box clipped to ``C`` (an LP each, at most :data:`_FIGURE_LEAVES` of them,
+    evenly spaced), so that every mark is a state of ``C``.
+    """
+    from ..reachability.plot import coordinate_pairs, projections_figure
+    from ..reachability.polytope import Polytope
+
+    bad = [np.asarray(f["search"]["x0"], dtype=float) for f in cert.failed
+           if f["verdict"] == "violated" and isinstance(f.get("search"), dict) and f["search"].get("x0") is not None]
+    other = [f for f in cert.failed if f["verdict"] != "violated"]
+    shown = other if len(other) <= _FIGURE_LEAVES else [other[k] for k in np.linspace(0, len(other) - 1, _FIGURE_LEAVES).astype(int)]
+    marks = [m for m in (_leaf_mark(region, f) for f in shown) if m is not None]
+    V = np.array(bad).reshape(-1, problem.n)
+    M = np.array(marks).reshape(-1, problem.n)
+    n_bad = sum(1 for f in cert.failed if f["verdict"] == "violated")
+    verdict = "holds" if cert.holds else "FAILS"
+    fig = projections_figure(
+        [("C", region.polytope)], state_box=Polytope(H=problem.Hx, h=problem.hx), state_names=problem.state_names,
+        title=title or (f"region certificate (sound) over C, T = {problem.horizon}: {verdict}; "
+                        f"{100 * cert.certified_fraction:.3f}% of C certified; failed leaves: {n_bad} with a violation, "
+                        f"{len(other)} inconclusive" + (f" ({len(shown)} drawn)" if len(shown) < len(other) else "")),
+    )
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    for ax, (i, j) in zip(axes, coordinate_pairs(problem.n)):
+        ax.plot(M[:, i], M[:, j], "+", color="tab:orange", ms=4, alpha=0.7)
+        ax.plot(V[:, i], V[:, j], "x", color="tab:red", ms=6)
+    from matplotlib.lines import Line2D
+
+    handles = list(fig.legends[0].legend_handles) if fig.legends else []
+    labels = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else []
+    handles += [Line2D([], [], ls="", marker="x", color="tab:red"), Line2D([], [], ls="", marker="+", color="tab:orange")]
+    labels += ["violating state found in a failed leaf", "failed leaf, inconclusive (a state of it in C)"]
+    for legend in list(fig.legends):
+        legend.remove()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7, frameon=False)
+    return fig
+
+
+def _leaf_mark(region: DeclaredRegion, failed: dict[str, Any]) -> np.ndarray | None:
+    """The Chebyshev centre of a failed leaf's box clipped to ``C`` (an LP), or None if the LP finds none."""
+    from ..reachability.polytope import box, chebyshev_center, intersect
+
+    centre, radius = chebyshev_center(intersect(box(failed["lower"], failed["upper"]), region.polytope))
+    return centre if np.all(np.isfinite(centre)) and radius >= 0 else None
+
+
+_FIGURE_LEAVES = 2000
+"""Inconclusive leaves drawn at most by the ``n ≥ 3`` certificate figure (each costs an LP)."""

@@ -5,7 +5,8 @@ run's config. The default cover is the task's declared region ``C`` (the backup'
 reachable set for a linear task, the input interval for regression), partitioned into dyadic
 boxes clipped to ``C`` (:class:`scpo.certify.sound_region.RegionCertifier`); the certificate is
 written to ``RUN/certificates/region_iter_KKKKKK.json`` in the format the sound gate writes, with
-the figure ``RUN/figures/region_iter_KKKKKK.png`` for two states. ``--cover grid-cells`` keeps the
+the figure ``RUN/figures/region_iter_KKKKKK.png`` (two states: the leaves; more: 2-D projections
+and sections of ``C`` with the failed leaves). ``--cover grid-cells`` keeps the
 legacy cover (one grid cell around each grid state of ``S``, which reaches past ``S`` so that even
 the backup can fail it), written to ``RUN/certificates/gridcells_iter_KKKKKK.json``.
 
@@ -213,7 +214,7 @@ def certify_region_run(run: Path, iteration: int | None = None, *, max_depth: in
         target = r.paths.region_recertificate(int(it))
     record = write_region_certificate(r.paths, int(it), theta, cert, gate.region_dict, target)
     fig = None
-    if task.problem.n == 2:
+    if task.problem.n >= 2:  # n ≥ 3: projections and sections of C with the failed leaves
         fig = save(certificate_figure(task.problem, gate.region, cert), r.paths.region_figure(int(it)))
     return SoundRegionRun(run=r.path, iteration=int(it), region=gate.region, certificate=cert, record=record,
                           certificate_path=r.paths.root / record["region_certificate"], figure_path=fig)
@@ -239,7 +240,7 @@ def render_region(done: SoundRegionRun) -> str:
                  f"abs {s['margin']['absolute']:g}")
     lines.append(f"  time                 {s['time_s']:.1f} s")
     lines.append(f"  written              {done.certificate_path}")
-    lines.append(f"                       {done.figure_path}" if done.figure_path else "                       (no figure for other than two states)")
+    lines.append(f"                       {done.figure_path}" if done.figure_path else "                       (no figure for one state)")
     return "\n".join(lines)
 
 
