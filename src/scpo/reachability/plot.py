@@ -11,6 +11,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as PolygonPatch
 
+from .._validate import as_array
 from ..errors import InvalidInputError, ShapeError
 from .learned import GridSet
 from .polytope import Polytope, bounding_box, is_empty, project, slice_at, vertices
@@ -233,7 +234,7 @@ def projections_figure(
         if P.dim != n:
             raise ShapeError(f"sets: {label!r} has dimension {P.dim}, expected {n} (that of state_box)")
     pairs = coordinate_pairs(n) if pairs is None else [(int(i), int(j)) for i, j in pairs]
-    at = np.zeros(n) if at is None else np.asarray(at, dtype=float).reshape(n)
+    at = np.zeros(n) if at is None else as_array("at", at, shape=(n,))
     names = list(state_names) if state_names is not None else [f"x{k}" for k in range(n)]
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
