@@ -11,7 +11,7 @@ then ``--steps`` steps of the backup's backward reachable sets (closed-loop ``Pr
 redundancy removal) and of the controllable sets (controlled ``Pre``: the projection, by cddlib
 elimination in 2-D and by the hull of the projected vertices above), with the median time per step,
 the facets of the last set and the step at which a fixed point was detected. The 4-D controllable sets
-stop after ``--controlled-steps-4d`` (7) steps: their facets grow 200 → 2,214 by step 7, and at step 8
+stop after ``--controlled-steps-4d`` (7) steps: their facets grow 200 → 1,864 by step 7, and at step 8
 Qhull refuses the nearly degenerate vertices even with option Q12 (cddlib's enumeration, the next
 fallback, then takes minutes per step). Part 2: the wall time of ``scpo reach double-integrator
 --horizon 300``, ``scpo reach chain-integrator --horizon 2`` and ``scpo reach cart-pole --horizon 30``

@@ -127,15 +127,20 @@ def test_backup_sets_only(tmp_path, monkeypatch):
     assert data["maximal_control_invariant"] is None and data["all_claims_hold"]
     assert not any("controll" in c["name"] for c in data["claims"])
     assert "controllable sets and C_∞: not computed" in res.output and "controlled_inner" not in res.output
+    # a learned policy is compared with the controllable sets: with --sets backup that is bad input, before any set
+    task = small_task(horizon=3)
+    lines = []
+    code = reach_cli.reach_task(task, 2, theta=np.zeros(task.dim), sets="backup", out=tmp_path / "none.json", echo=lines.append)
+    assert code == 2 and not lines and not (tmp_path / "none.json").exists()
 
 
 @pytest.mark.slow
 def test_reach_of_the_4d_cart_pole_finishes_with_the_backup_sets():
-    # `scpo reach cart-pole` (n = 4, sets auto → backup): every claim holds; the backup's Gilbert–Tan
-    # iteration terminates (12 steps, measured by this session's run) and S lies in R_T(T_out)
+    # `scpo reach cart-pole` (n = 4, sets auto → backup): every claim holds (each with its own
+    # reference, see scpo.reachability.claims); the Gilbert–Tan iteration terminates and S lies in R_T(T_out)
     res = invoke("cart-pole", "--horizon", 30, "--quiet")
     assert res.exit_code == 0, res.output
-    assert "controllable sets and C_∞: not computed" in res.output and "terminated after 12 step(s)" in res.output
+    assert "controllable sets and C_∞: not computed" in res.output and "O_∞ of the backup (Gilbert–Tan): terminated" in res.output
     assert "outside R_T(T_out): 0" in res.output and "FAILS" not in res.output
 
 

@@ -77,11 +77,32 @@ def test_hull_projection_of_a_nearly_degenerate_4d_set_retries_qhull(caplog):
         Q = project(P, 4, method="hull")
     assert "failed with options None" in caplog.text and "Q12" not in caplog.text.split("failed with options None")[1]
     # reference: HiGHS LPs on P itself, h_proj(d) = max{(d, 0)·z : z ∈ P}. Every facet of the result
-    # supports the projection (offset = its support, to 1e-8: Qhull's nearly degenerate vertices), and
-    # in random directions the result reaches no further than the projection (no facet missing)
+    # supports the projection (on this path the offsets are set to those LPs), and in random directions
+    # the result reaches no further than the projection (no facet missing, up to 1e-7)
     lifted = lambda d: support(P, np.concatenate([d, [0.0]]))  # noqa: E731
     assert max(abs(lifted(a) - b) for a, b in zip(Q.H, Q.h)) <= 1e-8
     rng = np.random.default_rng(0)
     for d in rng.standard_normal((50, 4)):
         assert support(Q, d) == pytest.approx(lifted(d), abs=1e-7 * np.linalg.norm(d))
-    assert Q.n_rows == 1268  # the facet count of the step as run (progress line of `backward_reachable_sets`)
+
+
+def test_hull_projection_falls_back_to_cddlib_when_qhull_refuses(monkeypatch):
+    # Qhull's half-space intersection made to fail every time: the vertices then come from cddlib
+    # and every offset from a HiGHS support LP. Reference: cddlib's block elimination of the same P.
+    import scipy.spatial
+
+    def refuse(*args, **kwargs):
+        raise scipy.spatial.QhullError("refused for the test")
+
+    rng = np.random.default_rng(4)
+    H = rng.standard_normal((20, 4))
+    P = Polytope(H=np.vstack([H, np.eye(4), -np.eye(4)]), h=np.concatenate([np.ones(20), 2 * np.ones(8)]))
+    ref = project(P, [0, 1, 3], method="elimination")
+    import scpo.reachability.polytope as poly
+
+    calls = []
+    real_support = poly.support
+    monkeypatch.setattr(scipy.spatial, "HalfspaceIntersection", refuse)
+    monkeypatch.setattr(poly, "support", lambda P_, d: calls.append(1) or real_support(P_, d))
+    Q = project(P, [0, 1, 3], method="hull")
+    assert equals(Q, ref) and len(calls) == Q.n_rows  # the hull path with one LP per facet, not elimination

@@ -52,3 +52,19 @@ def test_projections_and_sections_of_a_3d_simplex():
     assert len(axes) == 3 and [ax.get_xlabel() for ax in axes] == ["x0", "x0", "x1"]
     # per panel: the box outline, the projection and the section of Δ
     assert all(len(ax.patches) == 3 for ax in axes)
+
+
+
+def test_projections_figure_bad_input():
+    from scpo.errors import InvalidInputError, ShapeError
+    from scpo.reachability.plot import coordinate_pairs, projections_figure
+
+    X = box([-1, -1, -1], [1, 1, 1])
+    with pytest.raises(InvalidInputError, match="sets: expected at least one polytope"):
+        projections_figure([], state_box=X)
+    with pytest.raises(ShapeError, match="'two' has dimension 2, expected 3"):
+        projections_figure([("two", box([-1, -1], [1, 1]))], state_box=X)
+    with pytest.raises(ShapeError, match="at"):
+        projections_figure([("X", X)], state_box=X, at=np.zeros(2))
+    with pytest.raises(InvalidInputError, match="n: expected at least 2"):
+        coordinate_pairs(1)

@@ -279,3 +279,12 @@ def test_uniform_points_of_a_triangle_have_its_centroid_and_stay_inside():
     with pytest.raises(InvalidInputError, match="fills too little"):
         thin = Polytope(H=np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]), h=np.array([1e-6, 1e-6, 1.0, 1.0]))
         uniform_points(thin, 1000, np.random.default_rng(0), max_draws=100_000)
+
+
+
+def test_uniform_points_of_an_unbounded_set_is_bad_input():
+    from scpo.reachability.polytope import uniform_points
+
+    half_plane = Polytope(H=np.array([[1.0, 0.0]]), h=np.array([1.0]))
+    with pytest.raises(InvalidInputError, match="bounded"):
+        uniform_points(half_plane, 5, np.random.default_rng(0))

@@ -98,6 +98,8 @@ def test_bad_input_is_refused_before_any_set_is_computed(small):
         linear_reach(p, 2, grid_states=G[:, :1], in_S=S)
     with pytest.raises(InvalidInputError, match="horizon: expected an integer >= 1"):
         linear_reach(p, 0, grid_states=G, in_S=S)
+    with pytest.raises(InvalidInputError, match="safety_domain: expected a Polytope in R\\^2"):
+        linear_reach(p, 2, grid_states=G, in_S=S, safety_domain=np.zeros(2))
     with pytest.raises(InvalidInputError, match="sets: expected one of auto, all, backup, got 'some'"):
         linear_reach(p, 2, grid_states=G, in_S=S, sets="some")
     with pytest.raises(InvalidInputError, match="sets: the learned policy's set is compared with the controllable sets"):

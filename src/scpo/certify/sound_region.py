@@ -34,7 +34,7 @@ import torch
 
 from .._validate import check_int
 from ..distributed import Execution
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SolverError
 from ..evidence import Claim, Level, _jsonable
 from ..numerics import DEFAULT_MARGIN, Margin
 from ..policies import MLPStructure
@@ -592,7 +592,7 @@ def _certificate_projections(problem: ClosedLoopProblem, region: DeclaredRegion,
     centre of the leaf's box clipped to ``C`` (an LP each, at most :data:`_FIGURE_LEAVES` of them,
     evenly spaced), so that every mark is a state of ``C``.
     """
-    from ..reachability.plot import coordinate_pairs, projections_figure
+    from ..reachability.plot import projections_figure
     from ..reachability.polytope import Polytope
 
     bad = [np.asarray(f["search"]["x0"], dtype=float) for f in cert.failed
@@ -604,33 +604,28 @@ def _certificate_projections(problem: ClosedLoopProblem, region: DeclaredRegion,
     M = np.array(marks).reshape(-1, problem.n)
     n_bad = sum(1 for f in cert.failed if f["verdict"] == "violated")
     verdict = "holds" if cert.holds else "FAILS"
-    fig = projections_figure(
+
+    def marks_on(ax: Any, i: int, j: int) -> None:
+        ax.plot(V[:, i], V[:, j], "x", ls="", color="tab:red", ms=6, label="violating state found in a failed leaf")
+        ax.plot(M[:, i], M[:, j], "+", ls="", color="tab:orange", ms=4, alpha=0.7, label="failed leaf, inconclusive (a state of it in C)")
+
+    return projections_figure(
         [("C", region.polytope)], state_box=Polytope(H=problem.Hx, h=problem.hx), state_names=problem.state_names,
         title=title or (f"region certificate (sound) over C, T = {problem.horizon}: {verdict}; "
                         f"{100 * cert.certified_fraction:.3f}% of C certified; failed leaves: {n_bad} with a violation, "
                         f"{len(other)} inconclusive" + (f" ({len(shown)} drawn)" if len(shown) < len(other) else "")),
+        overlay=marks_on,
     )
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    for ax, (i, j) in zip(axes, coordinate_pairs(problem.n)):
-        ax.plot(M[:, i], M[:, j], "+", color="tab:orange", ms=4, alpha=0.7)
-        ax.plot(V[:, i], V[:, j], "x", color="tab:red", ms=6)
-    from matplotlib.lines import Line2D
-
-    handles = list(fig.legends[0].legend_handles) if fig.legends else []
-    labels = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else []
-    handles += [Line2D([], [], ls="", marker="x", color="tab:red"), Line2D([], [], ls="", marker="+", color="tab:orange")]
-    labels += ["violating state found in a failed leaf", "failed leaf, inconclusive (a state of it in C)"]
-    for legend in list(fig.legends):
-        legend.remove()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7, frameon=False)
-    return fig
 
 
 def _leaf_mark(region: DeclaredRegion, failed: dict[str, Any]) -> np.ndarray | None:
     """The Chebyshev centre of a failed leaf's box clipped to ``C`` (an LP), or None if the LP finds none."""
     from ..reachability.polytope import box, chebyshev_center, intersect
 
-    centre, radius = chebyshev_center(intersect(box(failed["lower"], failed["upper"]), region.polytope))
+    try:
+        centre, radius = chebyshev_center(intersect(box(failed["lower"], failed["upper"]), region.polytope))
+    except SolverError:  # a mark left out; the title still counts the leaf
+        return None
     return centre if np.all(np.isfinite(centre)) and radius >= 0 else None
 
 

@@ -3,7 +3,7 @@ sets themselves, and 2-D projections and sections of ``n``-D sets (:func:`projec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -197,6 +197,7 @@ def projections_figure(
     pairs: Sequence[tuple[int, int]] | None = None,
     state_names: Sequence[str] | None = None,
     title: str = "",
+    overlay: Callable[[Any, int, int], None] | None = None,
 ) -> Figure:
     """2-D projections (filled) and sections through ``at`` (dashed outline) of ``n``-D polytopes.
 
@@ -221,6 +222,9 @@ def projections_figure(
     state_names : sequence of str, optional
         Axis labels (default ``x0 … x{n−1}``).
     title : str
+    overlay : callable, optional
+        Called as ``overlay(ax, i, j)`` on every panel before the legend is made (labelled
+        artists it adds join the legend).
 
     Returns
     -------
@@ -253,6 +257,8 @@ def projections_figure(
                 draw_polytope(ax, section, fill=False, edgecolor=colour, lw=1.2, ls="--", label=f"{label}: section")
         if points is not None and len(points):
             ax.plot(points[:, i], points[:, j], ".", ms=1.5, color="0.35", alpha=0.6, label=points_label or "points")
+        if overlay is not None:
+            overlay(ax, i, j)
         lo, hi = bounding_box(project(state_box, [i, j]))
         pad = 0.08 * (hi - lo)
         ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])

@@ -699,7 +699,9 @@ def project(P: Polytope, keep: int | Sequence[int], tol: float = DEFAULT_TOL, *,
     same hyperplane (a triangulation's pieces) are merged, and a facet of a hull is never
     redundant, so no LP redundancy removal is needed. Where Qhull refuses a nearly degenerate
     vertex configuration it is asked again with option ``Q12``, then cddlib enumerates the
-    vertices; elimination is the fallback when all fail or ``P`` has (almost) no interior.
+    vertices; on those two paths every offset is then the support of ``P`` in that direction (one
+    HiGHS LP per facet), so the result contains the projection whatever the merges did.
+    Elimination is the fallback when all fail or ``P`` has (almost) no interior.
 
     ``"auto"``: elimination when ``P`` has at most three dimensions (the double integrator's
     ``(x, u)`` sets keep their float rows), the hull otherwise.
@@ -781,13 +783,15 @@ def _project_by_hull(P: Polytope, idx: list[int]) -> Polytope | None:
     # Qhull's default merging refuses "wide" merges around duplicated ridges, which nearly
     # degenerate vertices (two facets of P almost parallel near a vertex) produce in 4-D and
     # above; option Q12 accepts them (scipy's ConvexHull sets it by default, its
-    # HalfspaceIntersection does not). The points stay on P's facets to rounding, and the
-    # offsets are widened below so that every one of them is inside.
+    # HalfspaceIntersection does not). A wide merge may move a vertex by more than rounding, so
+    # on that path (and on cddlib's) every offset is then set to the support of P itself (an LP).
+    fallback = False
     for options in (None, "Qx Q12" if P.dim > 4 else "Q12"):
         try:
             V = HalfspaceIntersection(halfspaces, centre, qhull_options=options).intersections[:, idx]
             break
         except (QhullError, ValueError) as err:
+            fallback = True
             logger.debug("project: Qhull's half-space intersection failed with options %s: %s", options, str(err).split("\n")[0])
     if V is None:  # cddlib's vertex enumeration: slower, but no merging to refuse
         try:
@@ -808,14 +812,20 @@ def _project_by_hull(P: Polytope, idx: list[int]) -> Polytope | None:
     # Qhull's facets are accurate to about its own rounding: widen each offset to the largest
     # value over the projected vertices so that every computed vertex lies inside
     slack = np.max(V @ out.H.T - out.h, axis=0)
-    return Polytope(H=out.H, h=out.h + np.maximum(slack, 0.0))
+    if not fallback:
+        return Polytope(H=out.H, h=out.h + np.maximum(slack, 0.0))
+    # each offset the support of P in the lifted direction, max{aᵀz_S : z ∈ P}: then the result
+    # contains the projection (to HiGHS's tolerance) whatever the merges did to the vertices
+    lifted = np.zeros((out.n_rows, P.dim))
+    lifted[:, idx] = out.H
+    return Polytope(H=out.H, h=np.array([support(P, d) for d in lifted]))
 
 
 def slice_at(P: Polytope, keep: Sequence[int], at: Sequence[float] | np.ndarray, tol: float = DEFAULT_TOL) -> Polytope:
     """The section ``{y : (y, x_rest) ∈ P}`` through ``x_rest = at`` (the coordinates not in ``keep``).
 
-    Rows ``H_keep y ≤ h − H_rest · at``, redundant ones removed (:func:`reduce`); exact up to the
-    float subtraction.
+    The pre-image of ``P`` under ``y ↦ E y + at_rest`` (:func:`preimage`; rows
+    ``H_keep y ≤ h − H_rest · at``), redundant ones removed (:func:`reduce`).
 
     Parameters
     ----------
@@ -837,8 +847,11 @@ def slice_at(P: Polytope, keep: Sequence[int], at: Sequence[float] | np.ndarray,
     if not idx or len(set(idx)) != len(idx) or min(idx) < 0 or max(idx) >= P.dim:
         raise InvalidInputError(f"keep: expected distinct coordinates in 0..{P.dim - 1}, got {keep!r}")
     at = as_array("at", at, shape=(P.dim,))
-    rest = [j for j in range(P.dim) if j not in idx]
-    Q = Polytope(H=P.H[:, idx], h=P.h - P.H[:, rest] @ at[rest])
+    embed = np.zeros((P.dim, len(idx)))
+    embed[idx, range(len(idx))] = 1.0
+    offset = at.copy()
+    offset[idx] = 0.0
+    Q = preimage(P, embed, offset)  # {y : E y + at_rest ∈ P}
     return empty(len(idx)) if is_empty(Q) else reduce(Q, tol)
 
 

@@ -12,7 +12,7 @@ DESIGN §5, or any other):
   (:func:`invariant_sets`);
 * with ``sets="backup"`` (the default ``"auto"`` picks it for ``n ≥ 4``) only the backup's sets and
   ``O_∞``, and the claims about them: the controllable sets of a 4-D system grow thousands of
-  facets within a few steps (the cart-pole: 200 → 2,214 in 7 steps, and Qhull then fails on their
+  facets within a few steps (the cart-pole: 200 → 1,864 in 7 steps, and Qhull then fails on their
   nearly degenerate vertices), so the report says they were not computed;
 * claims: the exact inclusions (:func:`~scpo.reachability.claims.exact_inclusion_claims`), an
   ``evaluated`` independent check of membership by steering LPs and forward simulation
